@@ -1,0 +1,75 @@
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { nodePaths } from '../util/paths.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
+import { ClusterStore } from './cluster-store.ts';
+import { UserStore } from './auth/user-store.ts';
+import { SessionStore } from './auth/sessions.ts';
+import { ReplayGuard } from '../crypto/seal.ts';
+import { ModuleManager } from './module-manager.ts';
+import { buildApp } from './app.ts';
+import { version } from '../version.ts';
+import type { DaemonContext } from './context.ts';
+
+/**
+ * stayupd: one per node. Start order: state directories, the local CLI token, stores, then the API;
+ * stop order (SIGTERM/SIGINT): stop taking requests, then exit. Modules keep no process of ours alive
+ * past the daemon (their engines come with the mirror and farm work).
+ */
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: process.env.STAYUP_PORT ?? '9010' },
+    host: { type: 'string', default: process.env.STAYUP_LISTEN ?? '0.0.0.0' },
+    'admin-password-file': { type: 'string' },
+    verbose: { type: 'boolean', default: false },
+  },
+});
+
+const paths = nodePaths();
+for (const d of [paths.varDir, paths.clusterDir, paths.modulesDir, paths.storeDir, paths.webDir, dirname(paths.localTokenFile), dirname(paths.auditLog)]) {
+  mkdirSync(d, { recursive: true, mode: 0o755 });
+}
+mkdirSync(dirname(paths.localTokenFile), { recursive: true, mode: 0o700 });
+
+// A fresh token at every start: only root (who can read the file) can act as the local CLI.
+const localToken = randomBytes(32).toString('base64url');
+writeFileAtomic(paths.localTokenFile, localToken + '\n', 0o600);
+
+const users = new UserStore(paths.webDir);
+const initial = values['admin-password-file'];
+if (initial && !users.hasUsers()) users.setPassword('admin', readFileSync(initial, 'utf8').trim(), 'Admin');
+
+const cluster = new ClusterStore(paths);
+const ctx: DaemonContext = {
+  paths,
+  cluster,
+  users,
+  sessions: new SessionStore(),
+  replay: new ReplayGuard(),
+  modules: new ModuleManager(paths, cluster),
+  localToken,
+  version,
+  nowMs: () => Date.now(),
+};
+
+const app = await buildApp(ctx, { logger: values.verbose });
+const port = Number(values.port);
+await app.listen({ port, host: values.host });
+const pidFile = join(paths.varDir, 'private', 'stayupd.pid');
+writeFileAtomic(pidFile, `${process.pid}\n`, 0o644);
+process.stderr.write(`stayupd ${version}: node ${cluster.load()?.localNode ?? '(no cluster yet)'}, API on ${values.host}:${port}, state in ${paths.varDir}\n`);
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  process.stderr.write(`stayupd: ${signal}, stopping\n`);
+  await app.close();
+  rmSync(paths.localTokenFile, { force: true });
+  if (existsSync(pidFile)) rmSync(pidFile, { force: true });
+  process.exit(0);
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));
