@@ -1,9 +1,10 @@
 import type { NodePaths } from '../util/paths.ts';
-import type { ClusterStore } from './cluster-store.ts';
-import type { UserStore } from './auth/user-store.ts';
-import type { SessionStore } from './auth/sessions.ts';
-import type { ReplayGuard } from '../crypto/seal.ts';
-import type { ModuleManager } from './module-manager.ts';
+import { ClusterStore } from './cluster-store.ts';
+import { UserStore } from './auth/user-store.ts';
+import { SessionStore } from './auth/sessions.ts';
+import { ReplayGuard } from '../crypto/seal.ts';
+import { ModuleManager } from './module-manager.ts';
+import { version as stayupVersion } from '../version.ts';
 import type { Principal, Role } from './auth/roles.ts';
 
 /** Everything the daemon's routes need, built once in main.ts (and by tests with temp dirs). */
@@ -30,4 +31,21 @@ declare module 'fastify' {
     /** Audit-log name of the command; defaults to method + route. */
     command?: string;
   }
+}
+
+
+/** The real context over a state directory; tests use the same with a temporary one. */
+export function createDaemonContext(paths: NodePaths, opts: { localToken: string; nowMs?: () => number }): DaemonContext {
+  const cluster = new ClusterStore(paths);
+  return {
+    paths,
+    cluster,
+    users: new UserStore(paths.webDir),
+    sessions: new SessionStore(),
+    replay: new ReplayGuard(),
+    modules: new ModuleManager(paths, cluster),
+    localToken: opts.localToken,
+    version: stayupVersion,
+    nowMs: opts.nowMs ?? (() => Date.now()),
+  };
 }

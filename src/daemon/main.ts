@@ -4,14 +4,9 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { nodePaths } from '../util/paths.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
-import { ClusterStore } from './cluster-store.ts';
-import { UserStore } from './auth/user-store.ts';
-import { SessionStore } from './auth/sessions.ts';
-import { ReplayGuard } from '../crypto/seal.ts';
-import { ModuleManager } from './module-manager.ts';
 import { buildApp } from './app.ts';
 import { version } from '../version.ts';
-import type { DaemonContext } from './context.ts';
+import { createDaemonContext } from './context.ts';
 
 /**
  * stayupd: one per node. Start order: state directories, the local CLI token, stores, then the API;
@@ -37,22 +32,10 @@ mkdirSync(dirname(paths.localTokenFile), { recursive: true, mode: 0o700 });
 const localToken = randomBytes(32).toString('base64url');
 writeFileAtomic(paths.localTokenFile, localToken + '\n', 0o600);
 
-const users = new UserStore(paths.webDir);
+const ctx = createDaemonContext(paths, { localToken });
 const initial = values['admin-password-file'];
-if (initial && !users.hasUsers()) users.setPassword('admin', readFileSync(initial, 'utf8').trim(), 'Admin');
-
-const cluster = new ClusterStore(paths);
-const ctx: DaemonContext = {
-  paths,
-  cluster,
-  users,
-  sessions: new SessionStore(),
-  replay: new ReplayGuard(),
-  modules: new ModuleManager(paths, cluster),
-  localToken,
-  version,
-  nowMs: () => Date.now(),
-};
+if (initial && !ctx.users.hasUsers()) ctx.users.setPassword('admin', readFileSync(initial, 'utf8').trim(), 'Admin');
+const cluster = ctx.cluster;
 
 const app = await buildApp(ctx, { logger: values.verbose });
 const port = Number(values.port);
