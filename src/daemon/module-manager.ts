@@ -42,7 +42,7 @@ export class ModuleManager {
   }
 
   list(): { name: string; id: number; mode: string }[] {
-    return listModuleIds(this.paths).map((m) => ({ ...m, mode: this.modeOf(m.name) }));
+    return listModuleIds(this.paths).map((m) => ({ name: m.name, id: m.id, mode: this.modeOf(m.name) }));
   }
 
   private idOf(name: string): number {
@@ -69,9 +69,9 @@ export class ModuleManager {
     }
   }
 
-  install(name: string, pkg: Buffer, opts: { id?: number; reinstall?: boolean }): { name: string; id: number } {
+  async install(name: string, pkg: Buffer, opts: { id?: number; reinstall?: boolean }): Promise<{ name: string; id: number }> {
     if (this.isRunning(name)) throw new StayupError('MODULE_RUNNING', `module "${name}" is running: stop it before reinstalling`);
-    const r = installModule({ paths: this.paths, name, pkg, id: opts.id, reinstall: opts.reinstall, validateConfig: this.validator(name) });
+    const r = await installModule({ paths: this.paths, name, pkg, id: opts.id, reinstall: opts.reinstall, validateConfig: this.validator(name), label: `${name}.safe` });
     this.runtime.set(name, { state: 'STOP', qualifier: 'NotReady', reason: 'installed' });
     return { name, id: r.id };
   }
@@ -83,7 +83,7 @@ export class ModuleManager {
     this.runtime.delete(name);
   }
 
-  package(name: string): Buffer {
+  async package(name: string): Promise<Buffer> {
     this.idOf(name);
     return packageModule(this.paths, name);
   }

@@ -3,8 +3,9 @@ import type { Command } from 'commander';
 import { StayupError } from '../../errors/stayup-error.ts';
 import { writeFileAtomic } from '../../util/atomic-file.ts';
 import { nodePaths } from '../../util/paths.ts';
-import { runOnTargets, table, moduleName, errorText, exitCodeOf } from '../run.ts';
+import { runOnTargets, table, errorText, exitCodeOf } from '../run.ts';
 import { resolveTargets } from '../targets.ts';
+import { buildTemplatePackage, listTemplates } from '../../packages/templates.ts';
 
 function hostsOf(cmd: Command): string | undefined {
   return (cmd.optsWithGlobals() as { hosts?: string }).hosts;
@@ -111,10 +112,29 @@ export function registerModuleCommands(program: Command): void {
     .description('ports the module uses')
     .action(async (opts: { module: string }, cmd: Command) => {
       process.exitCode = await runOnTargets({ hosts: hostsOf(cmd) }, async (c) => {
-        const p = await c.call<Record<string, number>>('GET', `/api/v1/modules/${encodeURIComponent(opts.module)}/ports`);
-        return Object.entries(p).map(([k, v]) => `${k} ${v}`).join('\n');
+        const p = await c.call<{ heartbeatUdp: number; replicationTcp: number; farmUdp: number }>('GET', `/api/v1/modules/${encodeURIComponent(opts.module)}/ports`);
+        return table(['use', 'protocol', 'port'], [
+          ['heartbeat (mirror)', 'udp', p.heartbeatUdp],
+          ['replication (mirror)', 'tcp', `${p.replicationTcp}-${p.replicationTcp + 3}`],
+          ['membership (farm)', 'udp', p.farmUdp],
+        ]);
       });
     });
-}
 
-export { moduleName };
+  mod
+    .command('template')
+    .argument('<name>', 'template: mirror, farm or demo')
+    .argument('<out>', 'package file to write (.safe)')
+    .description('write a shipped module template as a package, ready to edit or install')
+    .action(async (name: string, out: string) => {
+      try {
+        const known = listTemplates();
+        if (!known.includes(name)) throw new StayupError('NOT_FOUND', `no template "${name}" (templates: ${known.join(', ')})`);
+        writeFileAtomic(out, await buildTemplatePackage(name));
+        process.stdout.write(`template ${name} written to ${out}\n`);
+      } catch (e) {
+        process.stderr.write(`stayup: ${errorText(e)}\n`);
+        process.exitCode = exitCodeOf(e);
+      }
+    });
+}

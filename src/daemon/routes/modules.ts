@@ -38,7 +38,7 @@ export function registerModuleRoutes(app: FastifyInstance, ctx: DaemonContext): 
   app.get<{ Params: { module: string } }>(
     '/api/v1/modules/:module/package',
     { config: { role: 'Admin' }, schema: { summary: 'The module as a package (base64 zip)', params: moduleParam } },
-    async (req) => ({ package: ctx.modules.package(req.params.module).toString('base64') }),
+    async (req) => ({ package: (await ctx.modules.package(req.params.module)).toString('base64') }),
   );
 
   app.get<{ Params: { module: string } }>(
