@@ -25,6 +25,11 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | undefined;
   }
+  /** OpenAPI fields our generator (openapi.ts) reads from route schemas. */
+  interface FastifySchema {
+    summary?: string;
+    hide?: boolean;
+  }
   interface FastifyContextConfig {
     /** Least role a route needs; absent = public (health check, login). */
     role?: Role;

@@ -1,22 +1,17 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { StayupError } from '../../errors/stayup-error.ts';
-import { parseUserConfig, printEffectiveUserConfig } from '../../config/userconfig/index.ts';
+import { parseUserConfig } from '../../config/userconfig/index.ts';
 import { parseClusterConfig } from '../../config/cluster.ts';
 import { nodePaths } from '../../util/paths.ts';
-import { existsSync } from 'node:fs';
 import { runOnTargets, table, moduleName, errorText, exitCodeOf } from '../run.ts';
 import { stateExitCodes, type ModuleStatus } from '../../daemon/module-manager.ts';
+import { formatRecord, type LogRecord } from '../../logs/module-log.ts';
 
 function hostsOf(cmd: Command): string | undefined {
   return (cmd.optsWithGlobals() as { hosts?: string }).hosts;
 }
 
-type LogRecord = { seq: number; ts: string; level: string; source: string; message: string };
-
-export function formatLogRecord(r: LogRecord): string {
-  return `${r.ts.replace('T', ' ').replace('Z', '')}  ${r.level}  ${r.message}`;
-}
 
 export function registerStateCommands(program: Command): void {
   program
@@ -104,7 +99,7 @@ export function registerStateCommands(program: Command): void {
         const m = moduleName(opts.module);
         if (!/^\d+$/.test(opts.size) || Number(opts.size) < 1) throw new StayupError('BAD_ARGUMENT', `-s: expected a positive number of messages, got "${opts.size}"`);
         const r = await c.call<{ records: LogRecord[] }>('GET', `/api/v1/modules/${encodeURIComponent(m)}/log?count=${Number(opts.size)}${opts.all ? '&verbose=true' : ''}`);
-        return r.records.map(formatLogRecord).join('\n');
+        return r.records.map(formatRecord).join('\n');
       });
     });
 
@@ -178,5 +173,3 @@ export function registerStateCommands(program: Command): void {
       });
     });
 }
-
-export { printEffectiveUserConfig };

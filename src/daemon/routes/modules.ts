@@ -107,7 +107,7 @@ export function registerModuleRoutes(app: FastifyInstance, ctx: DaemonContext): 
     async (req) => {
       ctx.modules.status(req.params.module);
       if (/[\r\n]/.test(req.body.message)) throw new StayupError('BAD_ARGUMENT', 'a log message is one line');
-      moduleLog(ctx.paths, req.params.module).write(req.body.level, 'script', req.body.message);
+      moduleLog(ctx.paths, req.params.module).append(req.body.level, 'script', req.body.message);
       return { ok: true };
     },
   );

@@ -51,8 +51,8 @@ export function registerPublicRoutes(app: FastifyInstance, ctx: DaemonContext, o
     return { ok: true };
   });
 
-  app.get('/openapi.json', { schema: { hide: true } as object }, async () => openapi());
-  app.get('/docs', { schema: { hide: true } as object }, async (_req, reply) =>
+  app.get('/openapi.json', { schema: { hide: true } }, async () => openapi());
+  app.get('/docs', { schema: { hide: true } }, async (_req, reply) =>
     reply.type('text/html').send(
       '<!doctype html><meta charset="utf-8"><title>stayup API</title><h1>stayup node API</h1>' +
         '<p>The OpenAPI 3.1 description is at <a href="/openapi.json">/openapi.json</a>.</p>',
