@@ -1,7 +1,7 @@
 // The command audit log (reference §1.4 `cmdlog`, §7.5): who ran which state-changing command, from where,
 // and how it ended. JSONL in nodePaths().auditLog, size-rotated, fsynced per record, crash-safe like the
 // module log (a torn last line is skipped on read and never corrupts earlier records).
-import { nodePaths } from '../util/paths.ts';
+import { nodePaths, type NodePaths } from '../util/paths.ts';
 import { StayupError } from '../errors/stayup-error.ts';
 import { appendLine, fileMark, lastSeq, readTail, withLockSync, type FileMark } from './jsonl.ts';
 
@@ -18,6 +18,8 @@ export interface AuditEntry {
   ok: boolean;
   /** Registry error code when the command failed. */
   code?: string;
+  /** HTTP status of the API call, when the command came through the API. */
+  status?: number;
 }
 
 export interface AuditRecord extends AuditEntry {
@@ -58,8 +60,28 @@ const clip = (s: string): string => (s.length > MAX_TEXT ? `${s.slice(0, MAX_TEX
 // Per audit file: the seq and mark after this process's last write, to skip re-reading the tail.
 const cache = new Map<string, { seq: number; mark: FileMark }>();
 
-/** Appends one audit record and returns it. Throws IO when the audit log cannot be written. */
-export function appendAudit(entry: AuditEntry, opts: AuditLogOptions = {}): AuditRecord {
+type PathsLike = Pick<NodePaths, 'auditLog'>;
+
+function isPaths(v: unknown): v is PathsLike {
+  return typeof v === 'object' && v !== null && typeof (v as { auditLog?: unknown }).auditLog === 'string';
+}
+
+/**
+ * Appends one audit record and returns it. The log is `opts.path`, else `paths.auditLog` when the node's
+ * paths are given first, else nodePaths(opts.env).auditLog. Throws IO when the audit log cannot be written.
+ */
+export function appendAudit(entry: AuditEntry, opts?: AuditLogOptions): AuditRecord;
+export function appendAudit(paths: PathsLike, entry: AuditEntry, opts?: Omit<AuditLogOptions, 'path' | 'env'>): AuditRecord;
+export function appendAudit(a: AuditEntry | PathsLike, b?: AuditEntry | AuditLogOptions, c?: AuditLogOptions): AuditRecord {
+  let entry: AuditEntry;
+  let opts: AuditLogOptions;
+  if (isPaths(a)) {
+    entry = b as AuditEntry;
+    opts = { ...c, path: a.auditLog };
+  } else {
+    entry = a;
+    opts = (b as AuditLogOptions | undefined) ?? {};
+  }
   const path = opts.path ?? nodePaths(opts.env).auditLog;
   let rec!: AuditRecord;
   try {
@@ -77,6 +99,7 @@ export function appendAudit(entry: AuditEntry, opts: AuditLogOptions = {}): Audi
         ...(entry.module !== undefined ? { module: clip(entry.module) } : {}),
         ok: entry.ok,
         ...(entry.code !== undefined ? { code: clip(entry.code) } : {}),
+        ...(entry.status !== undefined ? { status: entry.status } : {}),
       };
       const newMark = appendLine(
         path,
@@ -93,8 +116,13 @@ export function appendAudit(entry: AuditEntry, opts: AuditLogOptions = {}): Audi
   return rec;
 }
 
+export type ReadAuditOptions = { count?: number } & Omit<AuditLogOptions, 'fsync' | 'maxBytes'>;
+
 /** The last `count` audit records (default 100), oldest first. */
-export function readAudit(opts: { count?: number } & Omit<AuditLogOptions, 'fsync' | 'maxBytes'> = {}): AuditRecord[] {
+export function readAudit(opts?: ReadAuditOptions): AuditRecord[];
+export function readAudit(paths: PathsLike, opts?: Omit<ReadAuditOptions, 'path' | 'env'>): AuditRecord[];
+export function readAudit(a?: ReadAuditOptions | PathsLike, b?: ReadAuditOptions): AuditRecord[] {
+  const opts: ReadAuditOptions = isPaths(a) ? { ...b, path: a.auditLog } : (a ?? {});
   const path = opts.path ?? nodePaths(opts.env).auditLog;
   try {
     return readTail(path, opts.keep ?? DEFAULT_AUDIT_KEEP, opts.count ?? 100, isAuditRecord);

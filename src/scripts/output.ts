@@ -17,12 +17,26 @@ export function truncationMarker(capBytes: number): string {
   return `\n[stayup: userlog truncated at ${capBytes} bytes]\n`;
 }
 
-// $1 = bytes still allowed, $2 = the cap (for the marker). After the budget, discard the rest until every
-// writer has closed the pipe.
-const RELAY_SCRIPT =
-  'if [ "$1" -gt 0 ]; then head -c "$1"; ' +
-  'if [ "$(head -c 1 | wc -c)" -gt 0 ]; then printf \'\\n[stayup: userlog truncated at %s bytes]\\n\' "$2"; fi; fi; ' +
-  'exec cat >/dev/null';
+// The relay. Its stdin (and stderr when $3 = 2) are the script's pipes: fds 0-2 because libuv makes only
+// those blocking in a child, and cat fails with EAGAIN on a non-blocking one; they move to fds 4 and 3 (a
+// background list's stdin is /dev/null in a non-interactive shell). Its stdout is the userlog (O_APPEND).
+// Both pipes are merged and copied by one `cat` under RLIMIT_FSIZE = $1 blocks of 512 bytes, so the
+// userlog cannot grow past the cap (rounded down to 512 bytes) whatever the background children write: the
+// write that would cross it fails with EFBIG (SIGXFSZ is ignored), the marker is added once, and the rest
+// is read and discarded until every writer has closed its pipe. $1 = -1: the cap was reached, only discard.
+const RELAY_SCRIPT = `pump() {
+  if [ "$1" -ge 0 ]; then
+    if ( trap '' XFSZ; ulimit -f "$1" && exec cat ); then exit 0; fi
+    printf '\\n[stayup: userlog truncated at %s bytes]\\n' "$2"
+  fi
+  exec cat >/dev/null
+}
+exec 4<&0 3<&2 </dev/null 2>/dev/null
+if [ "$3" = 2 ]; then
+  { cat <&3 3<&- 4<&- & cat <&4 3<&- 4<&-; wait; } | pump "$1" "$2" 3<&- 4<&-
+else
+  pump "$1" "$2" <&4 3<&- 4<&-
+fi`;
 
 class LineSplitter {
   private readonly decoder = new StringDecoder('utf8');
@@ -139,24 +153,29 @@ export class ScriptOutput {
       while ((chunk = r.read() as Buffer | null) !== null) this.take(name, chunk);
     }
     const relays: number[] = [];
-    const remaining = this.truncated || this.fileBroken ? 0 : Math.max(0, this.capBytes - this.written);
-    const stillOpen = open.filter(([, r]) => !r.readableEnded && !r.destroyed);
-    const share = stillOpen.length > 0 ? Math.floor(remaining / stillOpen.length) : 0;
-    for (const [, r] of stillOpen) {
+    const blocks = this.truncated || this.fileBroken ? -1 : Math.floor(this.capBytes / 512);
+    const stillOpen = open.filter(([, r]) => !r.readableEnded && !r.destroyed).map(([, r]) => r);
+    if (stillOpen.length > 0) {
+      // One relay for both pipes; the file size limit caps their sum, like the script's own output.
+      const [first, second] = stillOpen as [Readable, Readable | undefined];
       try {
-        const relay = spawn('/bin/sh', ['-c', RELAY_SCRIPT, 'stayup-relay', String(share), String(this.capBytes)], {
-          detached: true,
-          stdio: [r, this.fd, 'ignore'],
-          env: { PATH: '/usr/bin:/bin' },
-          cwd: '/',
-        });
+        const relay = spawn(
+          '/bin/sh',
+          ['-c', RELAY_SCRIPT, 'stayup-relay', String(blocks), String(this.capBytes), second ? '2' : '1'],
+          {
+            detached: true,
+            stdio: [first, this.fd, second ?? 'ignore'],
+            env: { PATH: '/usr/bin:/bin' },
+            cwd: '/',
+          },
+        );
         relay.on('error', () => {});
         relay.unref();
         if (relay.pid !== undefined) relays.push(relay.pid);
       } catch {
         // Without a relay the background writer gets EPIPE; nothing better can be done.
       }
-      r.destroy();
+      for (const r of stillOpen) r.destroy();
     }
     for (const s of Object.values(this.splitters)) s.end();
     this.closed = true;
