@@ -214,6 +214,12 @@ export class Lab {
     const baseDir = defaultBaseDir(opts.baseDir);
     const stateDir = stateDirOf(baseDir, name);
     let preexisting = false;
+    // `ip netns exec` runs us in a throw-away mount namespace (its /sys is a sysfs named after the netns):
+    // the server namespaces persisted from there would be invisible to every later process.
+    const sys = mountTable().filter((m) => m.mountPoint === '/sys').pop();
+    if (sys?.fsType === 'sysfs' && sys.source && !sys.source.includes('/') && existsSync(netnsPath(sys.source))) {
+      throw new StayupError('LAB_NEEDS_ROOT', `the lab must be built from the root mount namespace, not under \`ip netns exec ${sys.source}\` (use nsenter --net=${netnsPath(sys.source)} instead)`);
+    }
 
     const lab = await withHostLock(async () => {
       if (existsSync(stateFileOf(stateDir))) {

@@ -2,7 +2,7 @@
 
 import { spawn, type StdioOptions } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StayupError } from '../errors/stayup-error.ts';
 
@@ -29,6 +29,8 @@ const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGA
 /** Environment with the sbin directories on PATH (ip, nft and friends live there on Debian). */
 export function toolEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const env = { ...process.env, ...extra };
+  // Set by node:test for its own children; a node program started in the lab must not inherit it.
+  if (!extra || !('NODE_TEST_CONTEXT' in extra)) delete env.NODE_TEST_CONTEXT;
   const parts = (env.PATH ?? '').split(':').filter(Boolean);
   for (const d of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
     if (!parts.includes(d)) parts.push(d);
@@ -324,7 +326,13 @@ export async function withLock<T>(lockDir: string, fn: () => Promise<T>, timeout
       writeFileSync(ownerFile, `${process.pid} ${me?.startTime ?? 0}\n`);
       break;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        // The parent went away (a lab down removes an empty /run/stayup-lab): make it again.
+        mkdirSync(dirname(lockDir), { recursive: true, mode: 0o700 });
+        continue;
+      }
+      if (code !== 'EEXIST') throw e;
       if (lockIsStale(lockDir, ownerFile)) {
         rmSync(lockDir, { recursive: true, force: true });
         continue;
