@@ -83,14 +83,14 @@ export function fileMark(file: string): FileMark | null {
 export function appendLine(file: string, line: string, rot: RotateOptions, fsync: boolean): FileMark {
   mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
   const body = Buffer.from(`${line}\n`);
-  let fd = openSync(file, 'a', 0o640);
+  let fd = openSync(file, 'a+', 0o640);
   try {
     let st = fstatSync(fd);
     if (st.size > 0 && st.size + body.length > rot.maxBytes) {
       closeSync(fd);
       fd = -1;
       rotate(file, rot.keep);
-      fd = openSync(file, 'a', 0o640);
+      fd = openSync(file, 'a+', 0o640);
       st = fstatSync(fd);
     }
     // End a line torn by a crash so this record starts on a line of its own.
