@@ -69,8 +69,7 @@ export interface ElementSpec {
   count: Count;
   /**
    * The element's fields are stored in its parent's object instead of a nested one. Used for wrapper
-   * elements that carry no meaning of their own (<interface_list>) and for <service>, whose attributes
-   * read best at the top of UserConfig.
+   * elements that carry no meaning of their own (<interface_list>, <lans>).
    */
   inline?: boolean;
   /** When absent, build it as if written empty, so consumers never see undefined (e.g. <check>). */

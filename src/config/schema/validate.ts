@@ -140,6 +140,7 @@ class Validator {
 
   private attributes(el: XmlElement, spec: ElementSpec, scope: Scope, obj: Record<string, unknown>): void {
     const byName = new Map(spec.attrs.map((a) => [a.name, a]));
+    const written = new Map<string, string>();
     for (const [name, attr] of el.attrs) {
       const a = byName.get(name);
       if (!a) {
@@ -147,17 +148,19 @@ class Validator {
         const tail = guess ? `; did you mean "${guess}"?` : '';
         this.report(attr, `<${el.name}>: unknown attribute "${name}"${tail}`);
       } else if (!a.legacy) {
-        scope.texts.set(name, this.expander.attr(el, name, attr.value));
+        written.set(name, this.expander.attr(el, name, attr.value));
       }
     }
 
+    // Only values that parsed go into the scope, so a computed default never inherits a bad value (which
+    // would report the same mistake a second time, at the wrong element).
     const context: DefaultContext = {
       own: (attr) => scope.texts.get(attr),
       inherited: (element, attr) => lookup(scope.parent, element, attr),
     };
     for (const a of spec.attrs) {
       if (a.legacy) continue;
-      let text = scope.texts.get(a.name);
+      let text = written.get(a.name);
       if (text === undefined) {
         if (a.required) {
           this.report(el, `<${el.name}>: attribute "${a.name}" is required`);
@@ -165,9 +168,8 @@ class Validator {
         }
         text = typeof a.default === 'function' ? a.default(context) : a.default;
         if (text === undefined) continue;
-        scope.texts.set(a.name, text);
       }
-      this.attribute(el, a, text, obj);
+      if (this.attribute(el, a, text, obj)) scope.texts.set(a.name, text);
     }
 
     for (const group of spec.exactlyOneOfAttrs ?? []) {
@@ -181,17 +183,19 @@ class Validator {
     }
   }
 
-  private attribute(el: XmlElement, a: AttrSpec, text: string, obj: Record<string, unknown>): void {
+  /** Parses one attribute into `obj`; false (with a diagnostic) when the text is not valid. */
+  private attribute(el: XmlElement, a: AttrSpec, text: string, obj: Record<string, unknown>): boolean {
     const written = el.attrs.get(a.name);
     const at = written ?? el;
     const origin = written && written.value !== text ? ` (expanded from "${written.value}")` : '';
     if (text === '' && !a.type.allowsEmpty) {
       this.report(at, `<${el.name}>: attribute "${a.name}" must not be empty${origin}`);
-      return;
+      return false;
     }
     const r = a.type.parse(text, a.name);
     if (r.ok) obj[attrKey(a)] = r.value;
     else this.report(at, `<${el.name}>: ${r.message}${origin}`);
+    return r.ok;
   }
 
   private children(el: XmlElement, spec: ElementSpec, scope: Scope, obj: Record<string, unknown>): void {
