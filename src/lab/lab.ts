@@ -325,11 +325,12 @@ export class Lab {
       report.warnings.push(`${(e as Error).message}: namespaces were not touched`);
     }
     if (!s) {
-      // Nothing recorded: at most a directory (or mounts) from an interrupted `up`.
+      // Nothing recorded: at most mounts or an empty directory from an interrupted `up`. A directory with
+      // content is data kept by `down --keep-data`: not ours to remove.
       await unmountAll(stateDir, report);
-      if (existsSync(stateDir) && report.warnings.length === 0 && !opts.keepData && !mountsUnder(stateDir).length) {
-        rmSync(stateDir, { recursive: true, force: true });
-        report.stateDirRemoved = true;
+      if (existsSync(stateDir) && !mountsUnder(stateDir).length) {
+        rmdirQuiet(stateDir);
+        report.stateDirRemoved = !existsSync(stateDir);
       }
       rmdirQuiet(baseDir);
       return report;
