@@ -47,7 +47,7 @@ test('node1 pushes cluster.xml to both nodes with the admin password; both repor
   assert.equal(sigs[0]![3], sigs[1]![3], 'same cluster key on both nodes');
 });
 
-test('node1 installs the demo module on both nodes with the cluster key; state shows both STOP', { skip }, async () => {
+test('node1 installs the demo module on both nodes with the cluster key; state shows both STOP', { skip }, async (t) => {
   const t = await stayupOn(lab, 'node1', ['module', 'template', 'demo', '/srv/demo.safe']);
   assert.equal(t.code, 0, t.stderr);
   const inst = await stayupOn(lab, 'node1', ['-H', '*', 'module', 'install', '-m', 'demo', '/srv/demo.safe']);
@@ -56,7 +56,7 @@ test('node1 installs the demo module on both nodes with the cluster key; state s
   assert.match(inst.stdout, /node2 .*OK\n {4}module demo installed with id 1/);
   const st = await stayupOn(lab, 'node1', ['-H', '*', 'state']);
   assert.equal(st.code, 0, st.stderr);
-  process.stdout.write(`# stayup -H "*" state\n${st.stdout.replace(/^/gm, '# ')}\n`);
+  t.diagnostic(`stayup -H "*" state\n${st.stdout}`);
   assert.match(st.stdout, /^\s+node1\s+demo\s+STOP\s+NotReady\s+1\s+mirror$/m);
   assert.match(st.stdout, /^\s+node2\s+demo\s+STOP\s+NotReady\s+1\s+mirror$/m);
   const lq = await stayupOn(lab, 'node2', ['state', '-m', 'demo', '-lq']);

@@ -60,7 +60,8 @@ export function registerAuth(app: FastifyInstance, ctx: DaemonContext): void {
     if (!need) return;
     const p = resolvePrincipal(ctx, req);
     if (!p) throw new StayupError('AUTH_REQUIRED', 'login required: use a session (POST /login) or an API token');
-    if (!roleAllows(p.role, need)) throw new StayupError('AUTH_FORBIDDEN', `user "${p.user}" has role ${p.role}; this needs ${need}`);
+    // Known before the role check, so the audit log records who was refused.
     req.principal = p;
+    if (!roleAllows(p.role, need)) throw new StayupError('AUTH_FORBIDDEN', `user "${p.user}" has role ${p.role}; this needs ${need}`);
   });
 }
