@@ -147,10 +147,12 @@ export class ScriptOutput {
     const open = (Object.entries(streams) as [OutputStream, Readable][]).filter(
       ([, r]) => !r.readableEnded && !r.destroyed,
     );
-    for (const [name, r] of open) {
+    for (const [, r] of open) {
       r.pause();
-      let chunk: Buffer | null;
-      while ((chunk = r.read() as Buffer | null) !== null) this.take(name, chunk);
+      // read() emits 'data' for what it returns, so the listener from attach() takes the buffered chunks.
+      while (r.read() !== null) {
+        // drain
+      }
     }
     const relays: number[] = [];
     const blocks = this.truncated || this.fileBroken ? -1 : Math.floor(this.capBytes / 512);

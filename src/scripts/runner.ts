@@ -65,7 +65,7 @@ export interface RunScriptOptions {
   /** Cap of one userlog file (userlogsize KB × 1024). 0 = logging="none": output is discarded. */
   userlogMaxBytes: number;
   signal?: AbortSignal;
-  /** Each output line (without its newline), within the userlog cap. */
+  /** Each output line (without its newline), within the userlog cap. Not called when logging is off. */
   onLine?: LineCallback;
   /** Called once the script is running. */
   onStart?: (info: { pid: number; userlogFile: string | null }) => void;
@@ -237,7 +237,8 @@ export async function runScript(opts: RunScriptOptions): Promise<ScriptResult> {
     killing = killGroup().catch(() => {});
   };
 
-  const timer = setTimeout(() => startKill('timeout'), Math.max(0, opts.timeoutMs));
+  // setTimeout fires at once for delays above 2^31-1 ms; such a timeout means "practically never".
+  const timer = setTimeout(() => startKill('timeout'), Math.min(Math.max(0, opts.timeoutMs), 2 ** 31 - 1));
   const onAbort = (): void => startKill('abort');
   opts.signal?.addEventListener('abort', onAbort, { once: true });
 
