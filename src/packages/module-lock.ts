@@ -8,13 +8,14 @@
 // in a private staging directory.
 //
 // Names of the private entries in the modules directory (all start with a dot, so no module can clash):
-//   .lock/owner                           the lock and its owner's pid
+//   .lock/owner                           the lock: "<pid> <thread id> <boot id>" of its owner
 //   .stayup-tmp.<pid>.<rand>.<module>     staging of an install, renamed into place when complete
 //   .stayup-old.<pid>.<rand>.<module>     the previous copy during a reinstall, removed after the swap
 //   .stayup-del.<pid>.<rand>.<module>     a module being uninstalled, removed right after the rename
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { threadId } from 'node:worker_threads';
 import { StayupError } from '../errors/stayup-error.ts';
 import { fsyncDir } from '../util/atomic-file.ts';
 
@@ -66,16 +67,17 @@ export function withModulesLock<T>(modulesDir: string, fn: () => T, options: Loc
   for (;;) {
     try {
       mkdirSync(lockDir, { mode: 0o700 });
-      writeFileSync(join(lockDir, 'owner'), `${process.pid}\n`);
+      writeFileSync(join(lockDir, 'owner'), `${process.pid} ${threadId} ${bootId()}\n`);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(`cannot lock ${modulesDir}`, e);
     }
-    const owner = readOwner(lockDir);
-    const abandoned =
-      owner === undefined ? ageMs(lockDir) > ownerlessStaleMs : owner !== process.pid && !pidAlive(owner);
-    if (abandoned) {
-      // Move the stale lock aside (only one breaker's rename can succeed), then retry at once.
+    const ownerLine = readOwnerLine(lockDir);
+    const owner = parseOwner(ownerLine);
+    const abandoned = owner === undefined ? ageMs(lockDir) > ownerlessStaleMs : ownerGone(owner);
+    // Judge again just before breaking: the lock may have changed hands since it was read (a new
+    // owner that is alive must never lose it). Only one breaker's rename can succeed.
+    if (abandoned && readOwnerLine(lockDir) === ownerLine) {
       const aside = join(modulesDir, privateName('del', 'lock'));
       try {
         renameSync(lockDir, aside);
@@ -86,8 +88,8 @@ export function withModulesLock<T>(modulesDir: string, fn: () => T, options: Loc
       continue;
     }
     if (Date.now() >= deadline) {
-      throw new StayupError('CONFLICT', `the modules directory ${modulesDir} is locked${owner ? ` by process ${owner}` : ''}; try again`, {
-        details: { lock: lockDir, ...(owner ? { pid: owner } : {}) },
+      throw new StayupError('CONFLICT', `the modules directory ${modulesDir} is locked${owner ? ` by process ${owner.pid}` : ''}; try again`, {
+        details: { lock: lockDir, ...(owner ? { pid: owner.pid } : {}) },
       });
     }
     sleepMs(delay);
@@ -103,13 +105,49 @@ export function withModulesLock<T>(modulesDir: string, fn: () => T, options: Loc
   }
 }
 
-function readOwner(lockDir: string): number | undefined {
+interface Owner {
+  pid: number;
+  thread: number | undefined;
+  boot: string | undefined;
+}
+
+let cachedBootId: string | undefined;
+/** The kernel's boot id: a lock written before a reboot is stale whatever its pid has become. */
+function bootId(): string {
+  if (cachedBootId === undefined) {
+    try {
+      cachedBootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || '-';
+    } catch {
+      cachedBootId = '-';
+    }
+  }
+  return cachedBootId;
+}
+
+function readOwnerLine(lockDir: string): string | undefined {
   try {
-    const pid = Number.parseInt(readFileSync(join(lockDir, 'owner'), 'utf8').trim(), 10);
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    return readFileSync(join(lockDir, 'owner'), 'utf8');
   } catch {
     return undefined;
   }
+}
+
+function parseOwner(line: string | undefined): Owner | undefined {
+  const [p, t, b] = (line ?? '').trim().split(/\s+/);
+  const pid = Number.parseInt(p ?? '', 10);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const thread = Number.parseInt(t ?? '', 10);
+  return { pid, thread: Number.isInteger(thread) ? thread : undefined, boot: b };
+}
+
+/**
+ * Whether the owner of a lock can no longer be holding it: written before the last boot, or by a process
+ * that is gone, or by this very thread (which is not inside a critical section, or `held` would say so).
+ */
+function ownerGone(o: Owner): boolean {
+  if (o.boot !== undefined && o.boot !== '-' && bootId() !== '-' && o.boot !== bootId()) return true;
+  if (o.pid === process.pid) return o.thread === undefined || o.thread === threadId;
+  return !pidAlive(o.pid);
 }
 
 function ageMs(path: string): number {

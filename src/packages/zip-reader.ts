@@ -150,7 +150,15 @@ export class SafeZip {
   async extractTo(dir: string, options: ExtractOptions = {}): Promise<void> {
     const root = resolve(dir);
     const modeFor = options.fileMode ?? defaultFileMode;
-    mkdirSync(root, { mode: 0o700 });
+    try {
+      mkdirSync(root, { mode: 0o700 });
+    } catch (err) {
+      // Never touch a directory we did not create.
+      throw new StayupError('IO', `module package ${this.label}: cannot extract into ${root}: ${(err as Error).message}`, {
+        cause: err,
+        details: { package: this.label },
+      });
+    }
     try {
       const dirs = new Set<string>([root]);
       const ensureDir = (abs: string): void => {

@@ -438,6 +438,16 @@ describe('module store: concurrency and crash recovery', () => {
     assert.equal((await install(paths, 'web')).id, 1);
     assert.ok(!existsSync(lock));
 
+    // Left by this very process in a former life (same pid and thread, e.g. after a reboot): stale.
+    mkdirSync(lock);
+    writeFileSync(join(lock, 'owner'), `${process.pid} 0\n`);
+    assert.equal(withModulesLock(paths.modulesDir, () => 'mine', { timeoutMs: 100 }), 'mine');
+    // Written before the last boot by a pid that happens to be alive now: stale.
+    mkdirSync(lock);
+    writeFileSync(join(lock, 'owner'), `${process.ppid} 0 00000000-0000-0000-0000-000000000000\n`);
+    assert.equal(withModulesLock(paths.modulesDir, () => 'rebooted', { timeoutMs: 100 }), 'rebooted');
+    assert.ok(!existsSync(lock));
+
     // A live owner: the parent of this process (the test runner) never exits during the test.
     mkdirSync(lock);
     writeFileSync(join(lock, 'owner'), `${process.ppid}\n`);
