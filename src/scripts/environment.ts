@@ -132,10 +132,16 @@ export function buildScriptEnv(opts: ScriptEnvOptions): Record<string, string> {
     : Object.entries((opts.vars ?? {}) as Record<string, string>).map(([name, value]) => ({ name, value }));
   for (const { name, value } of vars) {
     if (!VAR_NAME.test(name)) {
-      throw new StayupError('CONFIG_INVALID', `<var name="${name}">: a variable name is letters, digits and _, not starting with a digit`);
+      throw new StayupError(
+        'CONFIG_INVALID',
+        `<var name="${name}">: a variable name is letters, digits and _, not starting with a digit`,
+      );
     }
     if (RESERVED_VARS.includes(name)) {
-      throw new StayupError('CONFIG_INVALID', `<var name="${name}">: ${name} is set by stayup and cannot be overridden`);
+      throw new StayupError(
+        'CONFIG_INVALID',
+        `<var name="${name}">: ${name} is set by stayup and cannot be overridden`,
+      );
     }
     checkValue(name, value);
     env[name] = value;

@@ -258,7 +258,9 @@ export async function runScript(opts: RunScriptOptions): Promise<ScriptResult> {
       sleep(drain, undefined, { signal: ac.signal }).catch(() => {}),
     ]);
     ac.abort();
-    if (killReason === 'timeout') output.note(`\n[stayup: ${opts.script} timed out after ${opts.timeoutMs} ms: process group killed]\n`);
+    if (killReason === 'timeout') {
+      output.note(`\n[stayup: ${opts.script} timed out after ${opts.timeoutMs} ms: process group killed]\n`);
+    }
     output.finish(streams);
     if (output.error) userlogError = `userlog write failed: ${output.error}`;
   }
@@ -440,7 +442,10 @@ export async function runTransitionScripts(
     };
     if (r.missing) log('I', `Script ${label} absent: skipped`, { script, args });
     else if (scriptOk(r)) log('S', `Script ${label} ended: ${describeResult(r)}`, fields);
-    else log('E', `Script ${label} failed: ${describeResult(r)}${r.userlogFile ? `, see ${basename(r.userlogFile)}` : ''}`, fields);
+    else {
+      const see = r.userlogFile ? `, see ${basename(r.userlogFile)}` : '';
+      log('E', `Script ${label} failed: ${describeResult(r)}${see}`, fields);
+    }
     return r;
   };
 
