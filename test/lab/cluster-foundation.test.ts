@@ -48,8 +48,8 @@ test('node1 pushes cluster.xml to both nodes with the admin password; both repor
 });
 
 test('node1 installs the demo module on both nodes with the cluster key; state shows both STOP', { skip }, async (t) => {
-  const t = await stayupOn(lab, 'node1', ['module', 'template', 'demo', '/srv/demo.safe']);
-  assert.equal(t.code, 0, t.stderr);
+  const tpl = await stayupOn(lab, 'node1', ['module', 'template', 'demo', '/srv/demo.safe']);
+  assert.equal(tpl.code, 0, tpl.stderr);
   const inst = await stayupOn(lab, 'node1', ['-H', '*', 'module', 'install', '-m', 'demo', '/srv/demo.safe']);
   assert.equal(inst.code, 0, inst.stdout + inst.stderr);
   assert.match(inst.stdout, /node1 .*OK\n {4}module demo installed with id 1/);

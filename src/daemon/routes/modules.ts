@@ -4,7 +4,8 @@ import { parseUserConfig } from '../../config/userconfig/index.ts';
 import type { DaemonContext } from '../context.ts';
 import { moduleLog } from '../module-logs.ts';
 
-const moduleParam = { type: 'object', properties: { module: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,32}$' } } } as const;
+// Names are checked by the package store, which answers MODULE_NAME_INVALID with the rule.
+const moduleParam = { type: 'object', properties: { module: { type: 'string', maxLength: 256 } } } as const;
 
 export function registerModuleRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   app.get('/api/v1/modules', { config: { role: 'Monitor' }, schema: { summary: 'Installed modules with their ids' } }, async () => ({ modules: ctx.modules.list() }));
