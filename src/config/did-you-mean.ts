@@ -16,7 +16,8 @@ export function editDistance(a: string, b: string): number {
 
 /**
  * The closest candidate to `word`, if it is close enough to be a plausible typo: at most 2 edits, and
- * fewer edits than the shorter word has characters (so "ip" does not suggest "id"). A case-only
+ * fewer edits than the shorter word has characters (any one-letter word is one edit from any other, so
+ * "x" suggests nothing). A case-only
  * difference always qualifies. Ties go to the first candidate, so callers list the likelier ones first.
  */
 export function closest(word: string, candidates: Iterable<string>): string | undefined {

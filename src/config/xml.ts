@@ -93,7 +93,8 @@ export function parseXml(text: string, file: string): XmlElement {
   });
   parser.on('doctype', (doctype) => {
     if (doctype.includes('[')) {
-      fail('a DOCTYPE with an internal subset is not supported (entity declarations are refused)');
+      const at = lines.position(Math.max(0, source.lastIndexOf('<!DOCTYPE', parser.position)));
+      fail('a DOCTYPE with an internal subset is not supported (entity declarations are refused)', { file, ...at });
     }
     markupEnd = parser.position;
   });

@@ -201,12 +201,16 @@ class Validator {
   private children(el: XmlElement, spec: ElementSpec, scope: Scope, obj: Record<string, unknown>): void {
     const specs = new Map(spec.children.map((c) => [c.name, c]));
     const groups = new Map<string, XmlElement[]>();
+    // Names an unknown child was taken for ("did you mean <x>?"): a missing <x> is then not reported
+    // again, the typo is the one mistake.
+    const suggested = new Set<string>();
     for (const child of el.children) {
       const retired = spec.retired?.[child.name];
       if (retired !== undefined) {
         this.report(child, `<${child.name}>: ${retired}`);
       } else if (!specs.has(child.name)) {
-        this.unknownElement(child, el, spec);
+        const guess = this.unknownElement(child, el, spec);
+        if (guess) suggested.add(guess);
       } else {
         const list = groups.get(child.name);
         if (list) list.push(child);
@@ -219,8 +223,10 @@ class Validator {
       if ((cs.count === 'one' || cs.count === 'optional') && els.length > 1) {
         for (const extra of els.slice(1)) this.report(extra, `<${cs.name}>: may appear only once in <${el.name}>`);
       }
-      if (cs.count === 'one' && els.length === 0) this.report(el, `<${el.name}>: element <${cs.name}> is required`);
-      if (cs.count === 'some' && els.length === 0) this.report(el, `<${el.name}>: at least one <${cs.name}> is required`);
+      if (els.length === 0 && !suggested.has(cs.name)) {
+        if (cs.count === 'one') this.report(el, `<${el.name}>: element <${cs.name}> is required`);
+        if (cs.count === 'some') this.report(el, `<${el.name}>: at least one <${cs.name}> is required`);
+      }
 
       if (cs.inline) {
         if (els[0]) this.build(els[0], cs, scope, obj);
@@ -252,16 +258,18 @@ class Validator {
     }
   }
 
-  private unknownElement(child: XmlElement, el: XmlElement, spec: ElementSpec): void {
+  /** Reports a child the table does not allow here; returns the name it suggested instead, if any. */
+  private unknownElement(child: XmlElement, el: XmlElement, spec: ElementSpec): string | undefined {
     const parents = this.#parentsOf.get(child.name);
     if (parents) {
       const where = [...parents].map((p) => `<${p}>`).join(' or ');
       this.report(child, `<${child.name}>: not allowed in <${el.name}>; it belongs in ${where}`);
-      return;
+      return undefined;
     }
     const guess = closest(child.name, spec.children.map((c) => c.name));
     const tail = guess ? `; did you mean <${guess}>?` : '';
     this.report(child, `<${child.name}>: unknown element in <${el.name}>${tail}`);
+    return guess;
   }
 
   /** An absent inline wrapper still gives its parent empty lists, so the object shape never varies. */

@@ -163,30 +163,28 @@ function checkRfs(cfg: Service, { sources }: CheckContext, report: Report): void
       `<rfs>: ruzone_blocksize (${rfs.ruzoneBlocksize}) must be a multiple of reipacketsize (${rfs.reipacketsize})`,
     );
   }
-  const dirs = (rfs.replicated ?? []).filter((r) => r.dir !== undefined);
-  for (const r of dirs) {
+  for (const r of rfs.replicated ?? []) {
     if (r.dir === '/') report(sources.attr(r, 'dir'), '<replicated>: the filesystem root "/" cannot be replicated');
   }
-  // Directories must be distinct and not nested: a file would otherwise be replicated twice.
+  const dirs = (rfs.replicated ?? []).filter((r) => r.dir !== undefined && r.dir !== '/');
+  // Directories must be distinct and not nested: a file would otherwise be replicated twice. Each
+  // directory is reported once, against the first earlier one it clashes with.
   for (let i = 0; i < dirs.length; i++) {
-    for (let j = 0; j < i; j++) {
-      const a = dirs[j]!;
-      const b = dirs[i]!;
-      const at = sources.attr(a, 'dir');
-      if (a.dir === b.dir) {
-        report(sources.attr(b, 'dir'), `<replicated>: directory "${b.dir}" is already replicated at ${at.line}:${at.col}`);
-      } else if (isInside(b.dir, a.dir) || isInside(a.dir, b.dir)) {
-        report(
-          sources.attr(b, 'dir'),
-          `<replicated>: directory "${b.dir}" and "${a.dir}" (at ${at.line}:${at.col}) are nested; replicated directories must be disjoint`,
-        );
-      }
-    }
+    const b = dirs[i]!;
+    const a = dirs.slice(0, i).find((d) => d.dir === b.dir) ?? dirs.slice(0, i).find((d) => isInside(b.dir, d.dir) || isInside(d.dir, b.dir));
+    if (!a) continue;
+    const at = sources.attr(a, 'dir');
+    report(
+      sources.attr(b, 'dir'),
+      a.dir === b.dir
+        ? `<replicated>: directory "${b.dir}" is already replicated at ${at.line}:${at.col}`
+        : `<replicated>: directory "${b.dir}" and "${a.dir}" (at ${at.line}:${at.col}) are nested; replicated directories must be disjoint`,
+    );
   }
 }
 
 function isInside(child: string, parent: string): boolean {
-  return parent === '/' ? child !== '/' : child.startsWith(`${parent}/`);
+  return child.startsWith(`${parent}/`);
 }
 
 /** <errd> acts through the module scripts; <var> names must not shadow stayup's own variables. */

@@ -379,6 +379,7 @@ const errd: ElementSpec = {
 
 const checkerTo = (attrs: ElementSpec['attrs'], count: ElementSpec['count'] = 'one'): ElementSpec => ({
   name: 'to',
+  key: 'to',
   count,
   attrs,
   children: [],
