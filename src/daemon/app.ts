@@ -14,8 +14,32 @@ import { appendAudit } from '../logs/audit-log.ts';
  * The daemon's HTTP API. Every failure leaves as `{code, message, diagnostics?}` with the status of the
  * code in the registry, so the CLI and the console show the same words as the tests assert.
  */
-export async function buildApp(ctx: DaemonContext, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 1024 * 1024, trustProxy: false });
+export interface AppOptions {
+  logger?: boolean;
+  /** Serve over TLS (the HTTPS listener on 9453). */
+  https?: { cert: Buffer; key: Buffer };
+  /**
+   * On the plain HTTP listener while HTTPS is configured: send browsers and API clients to this HTTPS
+   * port. The health check, the sealed relay (already encrypted) and loopback callers stay on HTTP.
+   */
+  redirectToHttpsPort?: number;
+}
+
+const httpOnlyPaths = ['/healthz', '/var/modules/', '/api/v1/cluster/relay', '/api/v1/auth/params'];
+
+export async function buildApp(ctx: DaemonContext, opts: AppOptions = {}): Promise<FastifyInstance> {
+  const app = opts.https
+    ? (Fastify({ logger: opts.logger ?? false, bodyLimit: 1024 * 1024, trustProxy: false, https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' } }) as unknown as FastifyInstance)
+    : Fastify({ logger: opts.logger ?? false, bodyLimit: 1024 * 1024, trustProxy: false });
+  const redirectPort = opts.redirectToHttpsPort;
+  if (redirectPort) {
+    app.addHook('onRequest', async (req, reply) => {
+      const loopback = req.ip === '127.0.0.1' || req.ip === '::1' || req.ip === '::ffff:127.0.0.1';
+      if (loopback || httpOnlyPaths.some((p) => req.url.startsWith(p))) return;
+      const host = (req.headers.host ?? 'localhost').replace(/:\d+$/, '');
+      return reply.code(301).header('location', `https://${host}:${redirectPort}${req.url}`).send();
+    });
+  }
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(String(body))));
   });

@@ -7,6 +7,7 @@ import { writeFileAtomic } from '../util/atomic-file.ts';
 import { buildApp } from './app.ts';
 import { version } from '../version.ts';
 import { createDaemonContext } from './context.ts';
+import { loadTls, httpsPort } from './tls.ts';
 
 /**
  * stayupd: one per node. Start order: state directories, the local CLI token, stores, then the API;
@@ -37,12 +38,15 @@ const initial = values['admin-password-file'];
 if (initial && !ctx.users.hasUsers()) ctx.users.setPassword('admin', readFileSync(initial, 'utf8').trim(), 'Admin');
 const cluster = ctx.cluster;
 
-const app = await buildApp(ctx, { logger: values.verbose });
+const tls = loadTls(paths.webDir);
+const app = await buildApp(ctx, { logger: values.verbose, ...(tls ? { redirectToHttpsPort: httpsPort } : {}) });
 const port = Number(values.port);
 await app.listen({ port, host: values.host });
+const httpsApp = tls ? await buildApp(ctx, { logger: values.verbose, https: tls }) : undefined;
+if (httpsApp) await httpsApp.listen({ port: Number(process.env.STAYUP_HTTPS_PORT ?? httpsPort), host: values.host });
 const pidFile = join(paths.varDir, 'private', 'stayupd.pid');
 writeFileAtomic(pidFile, `${process.pid}\n`, 0o644);
-process.stderr.write(`stayupd ${version}: node ${cluster.load()?.localNode ?? '(no cluster yet)'}, API on ${values.host}:${port}, state in ${paths.varDir}\n`);
+process.stderr.write(`stayupd ${version}: node ${cluster.load()?.localNode ?? '(no cluster yet)'}, API on ${values.host}:${port}${httpsApp ? ` and HTTPS ${httpsPort}` : ''}, state in ${paths.varDir}\n`);
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
@@ -50,6 +54,7 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   process.stderr.write(`stayupd: ${signal}, stopping\n`);
   await app.close();
+  await httpsApp?.close();
   rmSync(paths.localTokenFile, { force: true });
   if (existsSync(pidFile)) rmSync(pidFile, { force: true });
   process.exit(0);

@@ -7,6 +7,7 @@ import { nodePaths } from '../../util/paths.ts';
 import { runOnTargets, table, moduleName, errorText, exitCodeOf } from '../run.ts';
 import { stateExitCodes, type ModuleStatus } from '../../daemon/module-manager.ts';
 import { formatRecord, type LogRecord } from '../../logs/module-log.ts';
+import { installTls } from '../../daemon/tls.ts';
 
 function hostsOf(cmd: Command): string | undefined {
   return (cmd.optsWithGlobals() as { hosts?: string }).hosts;
@@ -150,6 +151,21 @@ export function registerStateCommands(program: Command): void {
         await c.call('PUT', `/api/v1/users/${encodeURIComponent(opts.user)}`, { password: opts.passwd, role: opts.role });
         return `user ${opts.user} (${opts.role}) set`;
       });
+    });
+
+  program
+    .command('httpscfg')
+    .requiredOption('--cert <file>', 'PEM server certificate (with the node\'s names and addresses)')
+    .requiredOption('--key <file>', 'PEM private key of that certificate')
+    .description('serve the API and console over HTTPS on 9453 from the next daemon start (HTTP 9010 then redirects)')
+    .action((opts: { cert: string; key: string }) => {
+      try {
+        const r = installTls(nodePaths().webDir, opts.cert, opts.key, Date.now());
+        process.stdout.write(`certificate ${r.subject.replace(/\n/g, ', ')} (valid to ${r.validTo}, sha256 ${r.fingerprint256}) installed: restart stayupd to serve HTTPS on 9453\n`);
+      } catch (e) {
+        process.stderr.write(`stayup: ${errorText(e)}\n`);
+        process.exitCode = exitCodeOf(e);
+      }
     });
 
   const apikey = program.command('apikey').description('API tokens');
