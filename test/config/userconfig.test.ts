@@ -279,3 +279,14 @@ test('the environment is only what the caller injects', () => {
   assert.equal(parseUserConfig(text, { file: 'u.xml' }).service.user!.vars[0]!.value, '%PATH%');
   assert.equal(parseUserConfig(text, { file: 'u.xml', env: { PATH: '/bin' } }).service.user!.vars[0]!.value, '/bin');
 });
+
+test('values with XML special characters and line breaks survive the effective form', () => {
+  const text =
+    '<safe><service mode="mirror"><heart><heartbeat name="default"/></heart><user>' +
+    '<var name="Q" value="a &quot;b&quot; &amp; &lt;c&gt; \'d\'&#10;e&#9;f"/></user>' +
+    '<errd><proc name="java" argregex="-jar (app|svc)\\.jar &amp;&amp; [[:digit:]]+"/></errd></service></safe>';
+  const cfg = parseUserConfig(text, { file: 'u.xml' });
+  assert.equal(cfg.service.user!.vars[0]!.value, 'a "b" & <c> \'d\'\ne\tf');
+  assert.equal(cfg.service.errd!.procs[0]!.argregex, '-jar (app|svc)\\.jar && [[:digit:]]+');
+  roundTrip(cfg);
+});
