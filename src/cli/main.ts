@@ -16,6 +16,7 @@ const program = new Command('stayup')
   .option('-H, --hosts <hosts>', 'run on these nodes: "*" (all of cluster.xml) or node1,node2')
   .option('-G, --push-cluster', 'push this node\'s cluster.xml and key to the -H nodes (default all)')
   .enablePositionalOptions()
+  .allowExcessArguments(true)
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `stayup: ${s.slice(7)}` : s) });
 
@@ -25,6 +26,11 @@ registerStateCommands(program);
 registerLabCommands(program);
 
 program.action(async (opts: { hosts?: string; pushCluster?: boolean }) => {
+  if (program.args.length > 0) {
+    process.stderr.write(`stayup: unknown command "${program.args[0]}" (see stayup --help)\n`);
+    process.exitCode = 2;
+    return;
+  }
   if (opts.pushCluster) {
     process.exitCode = await pushLocalCluster(opts.hosts);
     return;
