@@ -1,28 +1,12 @@
 // Process and process-group helpers built on /proc (Linux only). A zombie counts as dead: a container's
 // PID 1 may never reap orphans, and kill(pid, 0) succeeds on a zombie.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
+import { procStat } from '../util/proc-stat.ts';
 
-interface ProcStat {
-  pid: number;
-  state: string;
-  ppid: number;
-  pgrp: number;
-  session: number;
-}
-
-/** Parses /proc/<pid>/stat; null if the process is gone. The comm field may hold spaces and parentheses. */
-export function readProcStat(pid: number): ProcStat | null {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return null;
-  }
-  const close = text.lastIndexOf(')');
-  if (close < 0) return null;
-  const f = text.slice(close + 2).split(' ');
-  // After the comm: state ppid pgrp session ...
-  return { pid, state: f[0] ?? '?', ppid: Number(f[1]), pgrp: Number(f[2]), session: Number(f[3]) };
+/** Parses /proc/<pid>/stat; null if the process is gone. */
+export function readProcStat(pid: number): { pid: number; state: string; ppid: number; pgrp: number; session: number } | null {
+  const st = procStat(pid);
+  return st ? { pid, state: st.state, ppid: st.ppid, pgrp: st.pgid, session: st.sid } : null;
 }
 
 /** True if the process exists and is not a zombie. */

@@ -10,16 +10,8 @@ import { buildApp } from '../../src/daemon/app.ts';
 import { seal, unseal, parseEnvelope } from '../../src/crypto/seal.ts';
 import { generateClusterKey, keyId, encodeKey } from '../../src/crypto/cluster-key.ts';
 import { derivePasswordVerifier } from '../../src/daemon/auth/user-store.ts';
+import { clusterXml } from '../bad-inputs.cases.ts';
 
-const clusterXml = `<cluster>
-  <lans>
-    <lan name="default">
-      <node name="node1" addr="198.18.99.1"/>
-      <node name="node2" addr="198.18.99.2"/>
-    </lan>
-  </lans>
-</cluster>
-`;
 
 let dir: string;
 let ctx: DaemonContext;
