@@ -1,7 +1,7 @@
 // The table of bad inputs (issue: at least 25), each fed through the real entry point that meets it in
 // production: the config parsers, the daemon API (packages, login, sealed requests) and the CLI. The
 // test asserts the exact code and message of each and that nothing changed; docs/bad-inputs.md lists it.
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -128,6 +128,26 @@ export const badInputs: BadInput[] = [
       rmSync(scratch, { recursive: true, force: true });
     }
   } },
+  { name: 'CLI: -H names a node that is not in cluster.xml', run: async () => {
+    const scratch = mkdtempSync(join(tmpdir(), 'stayup-bad-cli-'));
+    try {
+      mkdirSync(join(scratch, 'cluster'), { recursive: true });
+      writeFileSync(join(scratch, 'cluster', 'cluster.xml'), clusterXml);
+      writeFileSync(join(scratch, 'cluster', 'cluster.key'), encodeKey(generateClusterKey()), { mode: 0o600 });
+      return cli(['-H', 'node9', 'state'], { STAYUP_VAR: scratch });
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  } },
+  { name: 'CLI: -H "*" on a node without cluster configuration', run: async () => {
+    const scratch = mkdtempSync(join(tmpdir(), 'stayup-bad-cli-'));
+    try {
+      return cli(['-H', '*', 'state'], { STAYUP_VAR: scratch, STAYUP_PASSWORD: 'x' });
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  } },
+  { name: 'CLI: module install -M with a non-number', run: async () => cli(['module', 'install', '-m', 'x', '-M', 'two', '/nonexistent.safe'], { STAYUP_VAR: '/nonexistent' }) },
   // --- module packages
   { name: 'package: "../" entry (zip slip)', run: (env) => install(env, goodPackage([{ name: '../evil.sh', data: 'x' }])) },
   { name: 'package: absolute entry name', run: (env) => install(env, goodPackage([{ name: '/etc/cron.d/evil', data: 'x' }])) },
