@@ -55,6 +55,10 @@ export const errorCodes = {
   SCRIPT_FAILED: { status: 500, exit: 1, summary: 'a module script exited with an error' },
   SCRIPT_TIMEOUT: { status: 500, exit: 1, summary: 'a module script ran past its timeout and was killed' },
 
+  // --- heartbeats (mirror)
+  MODULE_KEY_INVALID: { status: 400, exit: 2, summary: 'the module key file is malformed or readable by others' },
+  HEARTBEAT_BIND_FAILED: { status: 500, exit: 1, summary: 'a heartbeat socket cannot be opened on its lan address' },
+
   // --- lab
   LAB_NEEDS_ROOT: { status: 400, exit: 2, summary: 'the lab needs root and network namespaces' },
   LAB_EXISTS: { status: 409, exit: 1, summary: 'a lab of that name already exists' },
