@@ -65,6 +65,11 @@ export const errorCodes = {
   LAB_NOT_FOUND: { status: 404, exit: 1, summary: 'no lab of that name' },
   LAB_NODE_UNKNOWN: { status: 404, exit: 2, summary: 'the lab has no server or client of that name' },
   LAB_COMMAND_FAILED: { status: 500, exit: 1, summary: 'a command that builds or changes the lab failed' },
+
+  // --- virtual IP
+  VIP_FAILED: { status: 500, exit: 1, summary: 'a virtual IP could not be added, announced or removed' },
+  VIP_NO_INTERFACE: { status: 409, exit: 1, summary: 'no network interface of this node can carry the virtual IP' },
+  VIP_UNSUPPORTED: { status: 400, exit: 2, summary: 'this form of <vip> is not supported by the virtual IP manager' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorCodes;
