@@ -282,10 +282,11 @@ function onHeartbeat(x: Ctx, lanName: string, m: HeartbeatMessage): void {
   if (s.state === 'STOP' || m.node !== s.config.peer) return;
   const lan = s.lans.find((l) => l.lan === lanName);
   if (!lan) return;
+  const heardBefore = lan.lastHeardMs !== null;
   lan.lastHeardMs = s.nowMs;
   if (!lan.up) {
     lan.up = true;
-    if (s.peerAlive) log(x, 'I', `Heartbeat ${lan.lan}: heard again`);
+    if (s.peerAlive) log(x, 'I', `Heartbeat ${lan.lan}: heard${heardBefore ? ' again' : ''}`);
   }
   if (!s.peerAlive) log(x, 'I', `Remote server ${s.config.peer} heard on heartbeat ${lan.lan}`);
   s.peerAlive = true;
@@ -526,7 +527,9 @@ function leave(
   steps.push(waitShow);
   if (o.exit) steps.push({ do: 'exited' });
   if (target === 'STOP') {
-    steps.push(...rowSteps('WAIT', 'STOP', o.action));
+    // Only a node still holding the primary's resources (an interrupted start) needs a release here.
+    const held = from === 'WAIT' && (s.vip || s.primActive);
+    steps.push(...rowSteps('WAIT', 'STOP', o.action, { keepResources: !held }));
     steps.push({ do: 'show', state: 'STOP', qualifier: 'NotReady', reason: MSG.stopped });
   }
   // releasedEpisode stays: the heartbeats of a stopping primary tell its secondary that every write of
@@ -544,11 +547,16 @@ function leave(
 function restartPlan(x: Ctx): void {
   const s = x.s;
   const st = s.state;
-  const q = s.qualifier;
+  // A primary is Ready again after its restart; a secondary is Transient until evaluateSecond sees its
+  // reintegration finished and released again (it may have broken during the restart).
+  const end: PlanStep =
+    st === 'SECOND'
+      ? { do: 'show', state: st, qualifier: 'Transient', reason: MSG.reintegration }
+      : { do: 'show', state: st, qualifier: 'Ready', reason: st === 'PRIM' ? MSG.mirroring : MSG.alone };
   s.plan = makePlan('restart', [
     { do: 'show', state: st, qualifier: 'Transient', reason: MSG.restart },
     ...rowSteps(st, st, 'stopstart', { keepResources: true }),
-    { do: 'show', state: st, qualifier: q, reason: s.reason },
+    end,
   ]);
 }
 
@@ -641,6 +649,7 @@ function finishSwap(x: Ctx, m: HeartbeatMessage): void {
   const s = x.s;
   const nosync = s.swap?.nosync ?? false;
   s.swap = null;
+  s.releasedEpisode = null;
   newEpisode(s);
   s.secondOf = m.incarnation;
   s.plan = makePlan('swap-done', [
@@ -766,8 +775,10 @@ function settle(x: Ctx): void {
   for (let i = 0; i < 32; i++) {
     checkSplitBrain(x);
     if (s.plan) {
+      const p = s.plan;
       advancePlan(x);
-      if (s.plan && (s.plan.waitingId !== null || s.plan.index < s.plan.steps.length)) return;
+      // The same plan waits (scripts, or a hold): done for now. A plan that ended or was replaced: go on.
+      if (s.plan === p) return;
       continue;
     }
     evaluate(x);
@@ -778,9 +789,10 @@ function settle(x: Ctx): void {
 
 /**
  * Both nodes hold the primary role while they hear each other: the reference sacrifices the former
- * SECOND. Here the loser is the node whose primary start has not finished (established) if only one has,
- * else the later generation (a takeover takes peer generation + 1, so the former SECOND), else the
- * greater name. Both nodes compute the same answer from each other's heartbeats.
+ * SECOND. Here the loser is the later generation (a takeover takes the peer's generation + 1, so it is
+ * the former SECOND), or the greater name when the generations are equal. The generation of a node does
+ * not change while it is primary, so both nodes compute the same answer from each other's heartbeats,
+ * whichever heartbeat each hears first: never two winners, never two losers.
  */
 function checkSplitBrain(x: Ctx): void {
   const s = x.s;
@@ -800,7 +812,6 @@ function checkSplitBrain(x: Ctx): void {
 }
 
 export function losesSplitBrain(s: MirrorState, m: HeartbeatMessage): boolean {
-  if (s.established !== m.established) return !s.established;
   if (s.persisted.gen !== m.gen) return s.persisted.gen > m.gen;
   return s.config.self > s.config.peer;
 }
@@ -872,7 +883,7 @@ function blockedOnData(x: Ctx): void {
     s.lastWaitLog = reason;
     log(x, 'E', reason);
     log(x, 'I', MSG.waitRule);
-    log(x, 'I', MSG.primHint);
+    if (reason === MSG.dataNotUptodate) log(x, 'I', MSG.primHint);
   }
 }
 
@@ -935,7 +946,9 @@ function evaluatePrim(x: Ctx): void {
   const cfg = s.config;
   const m = alivePeer(s);
   if (m && looksPrimary(m)) return; // a split brain: checkSplitBrain decides
-  if (!m || m.state !== 'SECOND' || m.swapping) {
+  // A peer that is SECOND and still "swapping" is the old primary of a swap that has not yet heard this
+  // node is primary: it is becoming this node's secondary.
+  if (!m || m.state !== 'SECOND') {
     const why = m ? `The remote server left the secondary role (${m.state})` : MSG.noHeartbeat;
     s.releasedEpisode = null;
     s.plan = makePlan('unpair', [

@@ -329,9 +329,14 @@ export class World {
 
   private execute(n: SimNode, e: MirrorEffect): void {
     switch (e.type) {
-      case 'persist':
+      case 'persist': {
+        // A node that starts claiming its data alone while cut off from a running peer starts a
+        // documented split brain: the peer may be claiming the same at the same time.
+        const claims = e.record.uptodate && !n.persisted?.uptodate;
+        if (claims && n.other.running && (!this.connected() || n.frozen || n.other.frozen)) this.diverged = true;
         n.persisted = { ...e.record };
         return;
+      }
       case 'runScripts':
         if (n.batch) this.fail(`${n.name}: runScripts #${e.id} while batch #${n.batch.id} runs`);
         this.hooks?.onBatchStart(this, n, e);
@@ -339,10 +344,11 @@ export class World {
         this.startCall(n);
         return;
       case 'cancelScripts':
+        // The cancelled batch may have ended already (its scriptsDone waiting in a frozen node's queue).
+        n.tx = null;
         if (n.batch && n.batch.id === e.id) {
           n.batch = null;
           n.batchToken += 1;
-          n.tx = null;
         }
         return;
       case 'vipUp':
