@@ -187,6 +187,8 @@ function persist(x: Ctx, patch: Partial<MirrorPersisted>): void {
   const before = x.s.persisted;
   const after = { ...before, ...patch };
   const changed = (Object.keys(patch) as Array<keyof MirrorPersisted>).some((k) => before[k] !== after[k]);
+  // Claiming the data alone revokes any release: the peer must not read both at once.
+  if (patch.uptodate === true) x.s.releasedEpisode = null;
   if (!changed) return;
   x.s.persisted = after;
   x.fx.push({ type: 'persist', record: { ...after } });

@@ -13,6 +13,7 @@
 //    prim/primforce on it, or those writes happened while the two were cut off or both primary (the
 //    documented split brain), or while the data had diverged by such a case or by prim (World.diverged).
 // 5. Scripts run in the order of the reference's table (src/mirror/scripts-order.ts), per node.
+// 5b. The effect order contract (persist before acting on it; ready off first, on last).
 // 6. Liveness, after the faults stop: every node settles (no Transient, no plan), the pair is in one of
 //    the stable pictures, every command got its answer, and a node that can prove its data is primary.
 import { isPrimaryState, chooseWinner, type MirrorEffect } from '../mirror/index.ts';
@@ -68,6 +69,10 @@ export function makeChecker(): WorldHooks {
       }
     },
 
+    onEffect(w: World, n: SimNode, e: MirrorEffect, index: number, all: readonly MirrorEffect[]): void {
+      checkEffectOrder(w, n, e, index, all);
+    },
+
     onBatchStart(w: World, n: SimNode, e: Extract<MirrorEffect, { type: 'runScripts' }>): void {
       const key = `${e.current}->${e.next}`;
       const row = rowNames(key);
@@ -83,6 +88,37 @@ export function makeChecker(): WorldHooks {
       n.tx = { key, done: start + names.length };
     },
   };
+}
+
+/**
+ * The effect order contract of src/mirror/machine.ts, checked against what the disk holds when each
+ * effect is carried out: the primary's claim is persisted before its virtual IP goes up, "not up to date"
+ * before a reintegration starts or a release is announced; ready:false comes first in its step and
+ * ready:true last.
+ */
+function checkEffectOrder(w: World, n: SimNode, e: MirrorEffect, index: number, all: readonly MirrorEffect[]): void {
+  const p = n.persisted;
+  switch (e.type) {
+    case 'vipUp':
+      if (!p || !p.lastPrim || p.gen === 0) w.fail(`${n.name}: vipUp before the primary role was persisted`);
+      return;
+    case 'setReplication':
+      if (e.role === 'second' && (!p || p.uptodate || p.lastPrim || !p.reintegrating)) {
+        w.fail(`${n.name}: a reintegration starts before "not up to date, reintegrating" was persisted`);
+      }
+      return;
+    case 'sendHeartbeat':
+      if (e.message.releasedEpisode !== null && n.machine && isPrimaryState(n.machine.state) && p?.uptodate) {
+        w.fail(`${n.name}: announces the release of ${e.message.releasedEpisode} while it still claims its data alone`);
+      }
+      return;
+    case 'ready':
+      if (!e.ready && index !== 0) w.fail(`${n.name}: ready:false is effect ${index} of its step, not the first`);
+      if (e.ready && index !== all.length - 1) w.fail(`${n.name}: ready:true is not the last effect of its step`);
+      return;
+    default:
+      return;
+  }
 }
 
 /** Liveness: called once the faults have stopped and the quiet window has passed. */

@@ -138,6 +138,8 @@ export interface WorldHooks {
   afterStep(w: World): void;
   onStartPrim(w: World, n: SimNode): void;
   onBatchStart(w: World, n: SimNode, e: Extract<MirrorEffect, { type: 'runScripts' }>): void;
+  /** Before each effect is carried out (the disk still holds what earlier effects persisted). */
+  onEffect(w: World, n: SimNode, e: MirrorEffect, index: number, all: readonly MirrorEffect[]): void;
 }
 
 export class World {
@@ -311,7 +313,10 @@ export class World {
     n.machine = r.state;
     if (wasStopped && r.state.state !== 'STOP') n.lastPeerHb = null;
     this.record({ t: this.now, node: n.name, ev, state: stateOf(n), effects: r.effects });
-    for (const e of r.effects) this.execute(n, e);
+    r.effects.forEach((e, i) => {
+      this.hooks?.onEffect(this, n, e, i, r.effects);
+      this.execute(n, e);
+    });
     // An accepted prim/primforce holds until the node's next promotion (a failed start_* in between
     // restarts it with the record prim wrote); a refusal or becoming SECOND withdraws it.
     if (n.machine && n.machine.state === 'SECOND') n.primAccepted = false;

@@ -40,6 +40,14 @@ export const VARIANTS: Variant[] = [
     },
   },
   {
+    name: 'acts on the primary role without persisting it first',
+    caughtAs: /vipUp before the primary role was persisted/,
+    stepFn: (s, e) => {
+      const r = step(s, e);
+      return { ...r, effects: r.effects.filter((x) => !(x.type === 'persist' && x.record.lastPrim && !s.persisted.lastPrim)) };
+    },
+  },
+  {
     name: 'never resolves a split brain',
     caughtAs: /two primaries see each other/,
     stepFn: (s: MirrorState, e: MirrorEvent): StepResult => {
