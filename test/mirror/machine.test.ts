@@ -238,3 +238,28 @@ test('the peer is lost only when every lan is lost', () => {
   for (let t = 2100; t <= 3000; t += 100) ({ s } = drive(s, [{ type: 'tick', nowMs: t }]));
   assert.equal(s.peerAlive, false);
 });
+
+test('after a stall of this process the peer gets two more pulses before it is declared lost', () => {
+  let s = initialMirrorState(config({ heartbeats: [{ lan: 'lan1', pulseMs: 100, timeoutMs: 500 }] }), null, 0);
+  const hb = (seq: number): HeartbeatMessage => ({
+    ...({} as HeartbeatMessage),
+    node: 'n2',
+    incarnation: 1,
+    seq,
+    state: 'WAIT',
+    qualifier: 'Transient',
+    mode: 'auto',
+    episode: null,
+    releasedEpisode: null,
+  });
+  ({ s } = drive(s, [
+    { type: 'command', nowMs: 0, command: 'start' },
+    { type: 'heartbeatReceived', nowMs: 50, lan: 'lan1', message: hb(1) },
+  ]));
+  // The next tick was due at 100 ms; it comes 2 s late.
+  const r = drive(s, [{ type: 'tick', nowMs: 2100 }]);
+  assert.equal(r.s.peerAlive, true);
+  assert.ok(r.fx.some((e) => e.type === 'log' && /did not run for/.test(e.message)));
+  const later = drive(r.s, [{ type: 'tick', nowMs: 2300 }]);
+  assert.equal(later.s.peerAlive, false);
+});

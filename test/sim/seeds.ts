@@ -3,6 +3,12 @@ import { runSeed, SimFailure, type RunStats } from '../../src/sim/index.ts';
 
 export const REPLAY_SEED = process.env.STAYUP_SIM_SEED;
 
+function parseRange(v: string | undefined): { from: number; count: number } | null {
+  const m = v ? /^(\d+):(\d+)$/.exec(v) : null;
+  return m ? { from: Number(m[1]), count: Number(m[2]) } : null;
+}
+export const SEED_RANGE = parseRange(process.env.STAYUP_SIM_SEEDS);
+
 export function runRange(from: number, count: number): { stats: RunStats[]; ms: number } {
   const t0 = performance.now();
   const stats: RunStats[] = [];
