@@ -851,12 +851,15 @@ export interface Candidate {
 }
 
 /**
- * Two nodes in WAIT that hear each other choose the primary from data (reference §3.3): the node that can
- * prove its data is current; if both can (after a split brain), defaultprim, then lastprim, then the
+ * Two nodes in WAIT that hear each other choose the primary from data (reference §3.3): a node the
+ * operator started with prim/primforce; else the node that can prove its data is current; if both can (after a split brain), defaultprim, then lastprim, then the
  * smaller name; if neither can, the former primary when the other was not (both resume their roles after
  * a double power loss). null: neither may start, both wait for `prim`. Both nodes get the same answer.
  */
 export function chooseWinner(a: Candidate, b: Candidate, defaultPrim: string): string | null {
+  // The operator's prim/primforce is obeyed (it goes primary by itself); the other node waits for it.
+  const forced = [a, b].filter((n) => n.mode === 'prim' || n.mode === 'primforce');
+  if (forced.length === 1) return forced[0]!.name;
   const cand = [a, b].filter((n) => n.mode !== 'second');
   const up = cand.filter((n) => n.uptodate && !n.interrupted);
   if (up.length === 1) return up[0]!.name;

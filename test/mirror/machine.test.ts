@@ -63,6 +63,7 @@ test('choice of the primary between two nodes in WAIT', () => {
     ['resume refused after an interrupted reintegration', n('n1', { lastPrim: true, interrupted: true }), n('n2'), 'alone', null],
     ['a node started with second is no candidate', n('n1', { uptodate: true, mode: 'second' }), n('n2'), 'alone', null],
     ['defaultprim does not beat the data rule', n('n1'), n('n2', { uptodate: true }), 'n1', 'n2'],
+    ['prim on a node beats the data rule', n('n1', { mode: 'prim' }), n('n2', { uptodate: true }), 'alone', 'n1'],
   ];
   for (const [what, a, b, dp, want] of cases) {
     assert.equal(chooseWinner(a, b, dp), want, what);
