@@ -17,7 +17,7 @@ import {
   type MirrorEffect,
   type MirrorState,
 } from '../../src/mirror/index.ts';
-import { TraceRunner } from './trace.ts';
+import { TraceRunner, peerMessage } from './trace.ts';
 
 test('the script order table is the reference automaton (§2.15)', () => {
   const expected: Record<string, string> = {
@@ -203,27 +203,7 @@ test('a heartbeat on every lan at its own pulse, carrying the state; timers ask 
 });
 
 test('the peer is lost only when every lan is lost', () => {
-  const peer = (seq: number): HeartbeatMessage => ({
-    node: 'n2',
-    incarnation: 1,
-    seq,
-    state: 'SECOND',
-    qualifier: 'Transient',
-    primActive: false,
-    established: false,
-    exiting: false,
-    uptodate: false,
-    lastPrim: false,
-    reintegrationInterrupted: false,
-    gen: 0,
-    mode: 'auto',
-    episode: null,
-    synced: false,
-    releasedEpisode: null,
-    swapping: false,
-    swapRequests: 0,
-    swapNosync: false,
-  });
+  const peer = (seq: number): HeartbeatMessage => peerMessage('n2', { seq, state: 'SECOND' });
   let s = initialMirrorState(config(), null, 0);
   ({ s } = drive(s, [
     { type: 'command', nowMs: 0, command: 'start' },

@@ -28,6 +28,32 @@ import {
   type MirrorState,
 } from '../../src/mirror/index.ts';
 
+/** A heartbeat message from the peer as a fresh, not-yet-mirrored node sends it; tests override fields. */
+export function peerMessage(node: string, over: Partial<HeartbeatMessage> = {}): HeartbeatMessage {
+  return {
+    node,
+    incarnation: 1,
+    seq: 0,
+    state: 'WAIT',
+    qualifier: 'Transient',
+    primActive: false,
+    established: false,
+    exiting: false,
+    uptodate: false,
+    lastPrim: false,
+    reintegrationInterrupted: false,
+    gen: 0,
+    mode: 'auto',
+    episode: null,
+    synced: false,
+    releasedEpisode: null,
+    swapping: false,
+    swapRequests: 0,
+    swapNosync: false,
+    ...over,
+  };
+}
+
 export interface Block {
   command: string;
   expected: string;
@@ -128,27 +154,7 @@ export class TraceRunner {
 
   private peerMessage(a: Record<string, string>): HeartbeatMessage {
     const cfg = this.s!.config;
-    const p: HeartbeatMessage = this.peerMsg ?? {
-      node: cfg.peer,
-      incarnation: 1,
-      seq: 0,
-      state: 'WAIT',
-      qualifier: 'Transient',
-      primActive: false,
-      established: false,
-      exiting: false,
-      uptodate: false,
-      lastPrim: false,
-      reintegrationInterrupted: false,
-      gen: 0,
-      mode: 'auto',
-      episode: null,
-      synced: false,
-      releasedEpisode: null,
-      swapping: false,
-      swapRequests: 0,
-      swapNosync: false,
-    };
+    const p: HeartbeatMessage = this.peerMsg ?? peerMessage(cfg.peer, { seq: 0, state: 'WAIT' });
     const opt = (k: string): string | null | undefined => (a[k] === undefined ? undefined : a[k] === '-' ? null : a[k]);
     const m: HeartbeatMessage = {
       ...p,
