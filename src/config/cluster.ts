@@ -5,8 +5,9 @@ import { diagnosticsError, type Diagnostic } from '../errors/stayup-error.ts';
 import { printDocument } from './schema/print.ts';
 import type { ElementSpec } from './schema/spec.ts';
 import { sortDiagnostics, validateDocument, type SourceMap } from './schema/validate.ts';
-import { address, duration, identifier, integer, onOff, port } from './schema/value-types.ts';
+import { address, identifier, onOff, port } from './schema/value-types.ts';
 import { parseXml } from './xml.ts';
+import { membershipTimingAttrs } from './schema/shared-specs.ts';
 
 export interface ClusterNode {
   /** The node's identity everywhere (resources, commands, defaultprim). */
@@ -47,9 +48,7 @@ export const clusterSchema: ElementSpec = {
       inline: true,
       attrs: [
         { name: 'port', type: port, default: '4800' },
-        { name: 'pulse', key: 'pulseMs', type: duration({ implicitUnit: 'ms' }), default: '100ms' },
-        { name: 'mlost_count', type: integer({ min: 1 }), default: '20' },
-        { name: 'slost_count', type: integer({ min: 1 }), default: '10' },
+        ...membershipTimingAttrs,
       ],
       children: [
         {

@@ -5,6 +5,7 @@
 import { closest } from '../did-you-mean.ts';
 import { isHostname } from '../address.ts';
 import type { DefaultContext, ElementSpec, ValueType } from '../schema/spec.ts';
+import { membershipTimingAttrs, nameValueElement } from '../schema/shared-specs.ts';
 import {
   absolutePath,
   address,
@@ -118,9 +119,7 @@ const farm: ElementSpec = {
   doc: 'farm membership protocol',
   attrs: [
     { name: 'port', type: port, doc: 'default 4803 + (module id - 1) * 3, computed by the daemon' },
-    { name: 'pulse', key: 'pulseMs', type: ms, default: '100ms' },
-    { name: 'mlost_count', type: integer({ min: 1 }), default: '20' },
-    { name: 'slost_count', type: integer({ min: 1 }), default: '10' },
+    ...membershipTimingAttrs,
   ],
   children: [
     {
@@ -310,16 +309,7 @@ const user: ElementSpec = {
     { name: 'userlogsize', key: 'userlogSizeKb', type: integer({ min: 1 }), default: '2048' },
   ],
   children: [
-    {
-      name: 'var',
-      count: 'many',
-      uniqueBy: ['name'],
-      attrs: [
-        { name: 'name', type: envName, required: true },
-        { name: 'value', type: text({ allowEmpty: true }), required: true },
-      ],
-      children: [],
-    },
+    nameValueElement('var'),
   ],
 };
 
@@ -521,16 +511,7 @@ export const userConfigSchema: ElementSpec = {
   count: 'one',
   attrs: [],
   children: [
-    {
-      name: 'macro',
-      count: 'many',
-      uniqueBy: ['name'],
-      attrs: [
-        { name: 'name', type: envName, required: true },
-        { name: 'value', type: text({ allowEmpty: true }), required: true },
-      ],
-      children: [],
-    },
+    nameValueElement('macro'),
     {
       name: 'service',
       count: 'one',
