@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { registerClusterCommands, pushLocalCluster } from './commands/cluster.ts';
 import { registerModuleCommands } from './commands/module.ts';
 import { registerStateCommands } from './commands/state.ts';
+import { registerControlCommands } from './commands/control.ts';
 import { registerLabCommands } from './commands/lab.ts';
 import { version } from '../version.ts';
 
@@ -23,6 +24,7 @@ const program = new Command('stayup')
 registerClusterCommands(program);
 registerModuleCommands(program);
 registerStateCommands(program);
+registerControlCommands(program);
 registerLabCommands(program);
 
 program.action(async (opts: { hosts?: string; pushCluster?: boolean }) => {

@@ -70,6 +70,11 @@ function indent(text: string): string {
   return text.replace(/\n$/, '').split('\n').map((l) => `    ${l}\n`).join('');
 }
 
+/** The -H option of the command line (global), if given. */
+export function hostsOf(cmd: { optsWithGlobals(): unknown }): string | undefined {
+  return (cmd.optsWithGlobals() as { hosts?: string }).hosts;
+}
+
 /** A module name from -m, else $SAFEMODULE (set for module scripts), else an error. */
 export function moduleName(opt: string | undefined): string {
   const m = opt ?? process.env.SAFEMODULE;

@@ -7,6 +7,7 @@ import { registerRelay } from './routes/relay.ts';
 import { registerPublicRoutes } from './routes/public.ts';
 import { registerClusterRoutes } from './routes/cluster.ts';
 import { registerModuleRoutes } from './routes/modules.ts';
+import { registerControlRoutes } from './routes/control.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
 import { appendAudit } from '../logs/audit-log.ts';
 
@@ -81,6 +82,7 @@ export async function buildApp(ctx: DaemonContext, opts: AppOptions = {}): Promi
   registerRelay(app, ctx);
   registerClusterRoutes(app, ctx);
   registerModuleRoutes(app, ctx);
+  registerControlRoutes(app, ctx);
   registerAdminRoutes(app, ctx);
   await app.ready();
   return app;

@@ -10,9 +10,9 @@ import { createDaemonContext } from './context.ts';
 import { loadTls, httpsPort } from './tls.ts';
 
 /**
- * stayupd: one per node. Start order: state directories, the local CLI token, stores, then the API;
- * stop order (SIGTERM/SIGINT): stop taking requests, then exit. Modules keep no process of ours alive
- * past the daemon (their engines come with the mirror and farm work).
+ * stayupd: one per node. Start order: state directories, the local CLI token, stores, the API, then the
+ * modules with boot="on" (after their boot_delay). Stop order (SIGTERM/SIGINT): stop the running modules
+ * (their stop scripts run, the virtual IP is removed, the peer takes over), stop taking requests, exit.
  */
 const { values } = parseArgs({
   options: {
@@ -48,11 +48,34 @@ const pidFile = join(paths.varDir, 'private', 'stayupd.pid');
 writeFileAtomic(pidFile, `${process.pid}\n`, 0o644);
 process.stderr.write(`stayupd ${version}: node ${cluster.load()?.localNode ?? '(no cluster yet)'}, API on ${values.host}:${port}${httpsApp ? ` and HTTPS ${httpsPort}` : ''}, state in ${paths.varDir}\n`);
 
+for (const { name, delayMs } of ctx.modules.bootModules()) {
+  setTimeout(() => {
+    if (stopping) return;
+    ctx.modules.command(name, 'start', { identity: 'boot' }).catch((e: Error) => process.stderr.write(`stayupd: boot start of ${name}: ${e.message}\n`));
+  }, delayMs).unref();
+}
+
+/** How long a daemon stop waits for the modules' stop scripts before it exits anyway. */
+const SHUTDOWN_MODULE_STOP_MS = 120_000;
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   process.stderr.write(`stayupd: ${signal}, stopping\n`);
+  await Promise.all(
+    ctx.modules
+      .list()
+      .filter((m) => ctx.modules.isRunning(m.name))
+      .map(async (m) => {
+        try {
+          await ctx.modules.command(m.name, 'stop');
+          await ctx.modules.waitState(m.name, ['STOP'], SHUTDOWN_MODULE_STOP_MS);
+        } catch (e) {
+          process.stderr.write(`stayupd: stopping ${m.name}: ${(e as Error).message}\n`);
+        }
+      }),
+  );
+  await ctx.modules.closeAll();
   await app.close();
   await httpsApp?.close();
   rmSync(paths.localTokenFile, { force: true });

@@ -6,6 +6,11 @@ import { StayupError } from '../errors/stayup-error.ts';
 import { parseUserConfig, printEffectiveUserConfig, type UserConfig } from '../config/userconfig/index.ts';
 import { installModule, uninstallModule, listModuleIds, packageModule, modulePorts } from '../packages/module-store.ts';
 import type { ClusterStore } from './cluster-store.ts';
+import { generateModuleKey, moduleKeyId, readModuleKey, writeModuleKey } from '../heartbeat/module-key.ts';
+import type { MirrorEngine, MirrorStatus } from '../engine/mirror-engine.ts';
+import { openMirrorEngine } from '../engine/mirror-runtime.ts';
+import type { MirrorCommandName } from '../mirror/types.ts';
+import { moduleLog } from './module-logs.ts';
 
 export type ModuleStateName = 'STOP' | 'WAIT' | 'ALONE' | 'PRIM' | 'SECOND' | 'UP';
 export type Qualifier = 'NotReady' | 'Transient' | 'Ready';
@@ -18,6 +23,8 @@ export interface ModuleStatus {
   qualifier: Qualifier;
   /** Why a module is where it is (WAIT reasons, the rule that fired), for operators. */
   reason: string;
+  /** Mirror modules whose engine runs: the engine's view (peer, lans, persisted record). */
+  mirror?: MirrorStatus;
 }
 
 /** Exit codes of `state -lq`, as in the reference. */
@@ -28,7 +35,9 @@ export const stateExitCodes: Record<ModuleStateName, number> = { STOP: 0, WAIT: 
  * package store; run state lives here, in memory, fed by the module engines (mirror, farm) as they come.
  */
 export class ModuleManager {
-  private readonly runtime = new Map<string, { state: ModuleStateName; qualifier: Qualifier; reason: string }>();
+  /** Engines of the modules started since the daemon started (or since their last reinstall). */
+  private readonly engines = new Map<string, MirrorEngine>();
+  private readonly opening = new Map<string, Promise<MirrorEngine>>();
 
   constructor(
     private readonly paths: NodePaths,
@@ -69,18 +78,120 @@ export class ModuleManager {
     }
   }
 
-  async install(name: string, pkg: Buffer, opts: { id?: number; reinstall?: boolean }): Promise<{ name: string; id: number }> {
+  /**
+   * Installs or reinstalls a module. Its module key (heartbeat authentication) is `moduleKey` when given
+   * (the CLI sends one key to every node of an install), else the one it had (reinstall), else a new one.
+   */
+  async install(name: string, pkg: Buffer, opts: { id?: number; reinstall?: boolean; moduleKey?: Buffer }): Promise<{ name: string; id: number; moduleKeyId: string }> {
     if (this.isRunning(name)) throw new StayupError('MODULE_RUNNING', `module "${name}" is running: stop it before reinstalling`);
+    let kept: Buffer | undefined;
+    try {
+      kept = opts.reinstall ? readModuleKey(this.paths, name) : undefined;
+    } catch {
+      kept = undefined; // a damaged or exposed key is replaced
+    }
+    await this.dropEngine(name);
     const r = await installModule({ paths: this.paths, name, pkg, id: opts.id, reinstall: opts.reinstall, validateConfig: this.validator(name), label: `${name}.safe` });
-    this.runtime.set(name, { state: 'STOP', qualifier: 'NotReady', reason: 'installed' });
-    return { name, id: r.id };
+    const key = opts.moduleKey ?? kept ?? generateModuleKey();
+    writeModuleKey(this.paths, name, key);
+    return { name, id: r.id, moduleKeyId: moduleKeyId(key) };
   }
 
-  uninstall(name: string): void {
+  async uninstall(name: string): Promise<void> {
     this.idOf(name);
     if (this.isRunning(name)) throw new StayupError('MODULE_RUNNING', `module "${name}" is running: stop it before uninstalling`);
+    await this.dropEngine(name);
     uninstallModule(this.paths, name);
-    this.runtime.delete(name);
+  }
+
+  /** Replaces the module key (stopped modules only; the next start uses it). */
+  async setModuleKey(name: string, key: Buffer): Promise<{ moduleKeyId: string }> {
+    this.idOf(name);
+    if (this.isRunning(name)) throw new StayupError('MODULE_RUNNING', `module "${name}" is running: stop it before changing its key`);
+    await this.dropEngine(name);
+    writeModuleKey(this.paths, name, key);
+    return { moduleKeyId: moduleKeyId(key) };
+  }
+
+  moduleKeyId(name: string): string | null {
+    this.idOf(name);
+    const k = readModuleKey(this.paths, name);
+    return k ? moduleKeyId(k) : null;
+  }
+
+  // ------------------------------------------------------------------------------------ engines
+
+  /** The module's engine, opened on first use (opens its heartbeat sockets). */
+  async engine(name: string): Promise<MirrorEngine> {
+    const have = this.engines.get(name);
+    if (have) return have;
+    const pending = this.opening.get(name);
+    if (pending) return pending;
+    const p = (async () => {
+      const id = this.idOf(name);
+      const cfg = this.config(name);
+      if (cfg.service.mode !== 'mirror') {
+        throw new StayupError('MODULE_NOT_MIRROR', `module "${name}" is a ${cfg.service.mode} module: this version runs mirror modules only`);
+      }
+      const view = this.cluster.require();
+      if (!view.localNode) throw new StayupError('CLUSTER_NOT_CONFIGURED', 'none of the addresses of cluster.xml is an address of this node');
+      const e = await openMirrorEngine({ module: name, moduleId: id, paths: this.paths, cluster: view.config, self: view.localNode, config: cfg, log: moduleLog(this.paths, name) });
+      this.engines.set(name, e);
+      return e;
+    })();
+    this.opening.set(name, p);
+    try {
+      return await p;
+    } finally {
+      this.opening.delete(name);
+    }
+  }
+
+  /** Sends a command to the module's engine; a refusal becomes the machine's error code. */
+  async command(name: string, command: MirrorCommandName, opts: { identity?: string; nosync?: boolean } = {}): Promise<{ message: string }> {
+    const e = await this.engine(name);
+    const r = await e.command(command, opts);
+    if (!r.ok) throw new StayupError(r.code ?? 'CONFLICT', `${name}: ${command}: ${r.message}`);
+    return { message: r.message };
+  }
+
+  /** Resolves when the module is stable (not Transient) in one of `states`, or throws WAIT_TIMEOUT. */
+  async waitState(name: string, states: readonly ModuleStateName[], timeoutMs: number): Promise<ModuleStatus> {
+    this.idOf(name);
+    const match = (st: ModuleStateName, q: Qualifier): boolean => states.includes(st) && q !== 'Transient';
+    const now = this.status(name);
+    if (match(now.state, now.qualifier)) return now;
+    const e = this.engines.get(name);
+    if (!e) throw new StayupError('WAIT_TIMEOUT', `${name}: STOP (never started), waiting for ${states.join(' or ')}`);
+    const r = await e.waitFor((s) => match(s.state, s.qualifier), timeoutMs);
+    const after = this.status(name);
+    if (!r) throw new StayupError('WAIT_TIMEOUT', `${name}: still ${after.state} (${after.qualifier}) after ${timeoutMs} ms, waiting for ${states.join(' or ')}`);
+    return after;
+  }
+
+  private async dropEngine(name: string): Promise<void> {
+    const e = this.engines.get(name) ?? (await this.opening.get(name)?.catch(() => undefined));
+    this.engines.delete(name);
+    await e?.close();
+  }
+
+  /** Daemon shutdown: closes every engine (modules still running keep their resources; see main.ts). */
+  async closeAll(): Promise<void> {
+    for (const name of [...this.engines.keys()]) await this.dropEngine(name);
+  }
+
+  /** Modules with <service boot="on">: started when the daemon starts, after boot_delay. */
+  bootModules(): Array<{ name: string; delayMs: number }> {
+    const out: Array<{ name: string; delayMs: number }> = [];
+    for (const m of this.list()) {
+      try {
+        const svc = this.config(m.name).service;
+        if (svc.mode === 'mirror' && svc.boot === 'on') out.push({ name: m.name, delayMs: svc.bootDelayMs });
+      } catch {
+        // An invalid module is reported by confcheck, not started.
+      }
+    }
+    return out;
   }
 
   async package(name: string): Promise<Buffer> {
@@ -111,8 +222,10 @@ export class ModuleManager {
 
   status(name: string): ModuleStatus {
     const id = this.idOf(name);
-    const rt = this.runtime.get(name) ?? { state: 'STOP' as const, qualifier: 'NotReady' as const, reason: 'stopped' };
-    return { module: name, id, mode: this.modeOf(name), ...rt };
+    const e = this.engines.get(name);
+    if (!e) return { module: name, id, mode: this.modeOf(name), state: 'STOP', qualifier: 'NotReady', reason: 'stopped' };
+    const m = e.status();
+    return { module: name, id, mode: 'mirror', state: m.state, qualifier: m.qualifier, reason: m.reason, mirror: m };
   }
 
   statuses(): ModuleStatus[] {
@@ -134,18 +247,19 @@ export class ModuleManager {
   }
 
   isRunning(name: string): boolean {
-    const s = this.runtime.get(name)?.state;
-    return s !== undefined && s !== 'STOP';
+    const e = this.engines.get(name);
+    if (!e) return false;
+    const s = e.status();
+    return s.faulted === null && (s.state !== 'STOP' || s.busy);
   }
 
   anyRunning(): boolean {
-    return [...this.runtime.keys()].some((n) => this.isRunning(n));
+    return [...this.engines.keys()].some((n) => this.isRunning(n));
   }
 
-  /** The health-check rule: PRIM(Ready), ALONE(Ready) or UP(Ready). No I/O: called per probe. */
+  /** The health-check rule: PRIM(Ready) or ALONE(Ready), virtual IP up. No I/O: called per probe. */
   isReady(name: string): boolean {
-    const rt = this.runtime.get(name);
-    return rt !== undefined && rt.qualifier === 'Ready' && (rt.state === 'PRIM' || rt.state === 'ALONE' || rt.state === 'UP');
+    return this.engines.get(name)?.ready ?? false;
   }
 
   /** A new cluster.xml may remove a lan a module uses: such modules show up as invalid in confcheck. */

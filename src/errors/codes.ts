@@ -59,6 +59,13 @@ export const errorCodes = {
   MODULE_KEY_INVALID: { status: 400, exit: 2, summary: 'the module key file is malformed or readable by others' },
   HEARTBEAT_BIND_FAILED: { status: 500, exit: 1, summary: 'a heartbeat socket cannot be opened on its lan address' },
 
+  // --- module engines (mirror)
+  STATE_CORRUPT: { status: 500, exit: 1, summary: 'a persisted module state file is malformed' },
+  MODULE_NOT_MIRROR: { status: 409, exit: 1, summary: 'this command applies to mirror modules only' },
+  ENGINE_FAULTED: { status: 500, exit: 1, summary: 'the module engine stopped after a failure it cannot recover from' },
+  WAIT_TIMEOUT: { status: 504, exit: 1, summary: 'the module did not reach the awaited state in time' },
+  REPLICATION_UNAVAILABLE: { status: 409, exit: 1, summary: 'the module replicates directories (<rfs>), which this version cannot run yet' },
+
   // --- lab
   LAB_NEEDS_ROOT: { status: 400, exit: 2, summary: 'the lab needs root and network namespaces' },
   LAB_EXISTS: { status: 409, exit: 1, summary: 'a lab of that name already exists' },

@@ -244,6 +244,11 @@ function eligible(p: MirrorPersisted): boolean {
   return p.uptodate && !p.reintegrationInterrupted && !p.reintegrating;
 }
 
+/** Whether this node may start as primary by itself: it can prove its data, or there is no data to prove. */
+function mayStartAlone(s: MirrorState): boolean {
+  return !s.config.replicatedData || eligible(s.persisted);
+}
+
 // ---------------------------------------------------------------------------------------------- time
 
 /**
@@ -907,7 +912,7 @@ function decideWait(x: Ctx): void {
   if (!present) {
     if (s.mode === 'second') return waitShow(x, 'NotReady', MSG.waitSecondMode);
     if (s.failoverOffWait) return waitShow(x, 'NotReady', MSG.failoverOff);
-    if (eligible(s.persisted)) return goAlone(x, 'This server has up-to-date data: starting as primary');
+    if (mayStartAlone(s)) return goAlone(x, s.config.replicatedData ? 'This server has up-to-date data: starting as primary' : 'No replicated data: starting as primary');
     return blockedOnData(x);
   }
   if (present.state === 'SECOND') return waitShow(x, 'Transient', MSG.waitPeerTakeover);
@@ -916,14 +921,14 @@ function decideWait(x: Ctx): void {
     {
       name: s.config.self,
       mode: s.mode,
-      uptodate: p.uptodate,
+      uptodate: p.uptodate || !s.config.replicatedData,
       lastPrim: p.lastPrim,
       interrupted: p.reintegrationInterrupted || p.reintegrating,
     },
     {
       name: s.config.peer,
       mode: present.mode,
-      uptodate: present.uptodate,
+      uptodate: present.uptodate || !s.config.replicatedData,
       lastPrim: present.lastPrim,
       interrupted: present.reintegrationInterrupted,
     },
@@ -1024,7 +1029,8 @@ function evaluateSecond(x: Ctx): void {
   // The primary is gone, or leaving it. Its heartbeats, if any still come, must show that it mirrored
   // every write of its run to this secondary (it released this episode and never went on alone), or
   // that it restarted since without claiming the data (a crash of a released primary).
-  const mirrored = !m || m.releasedEpisode === s.episode || (m.incarnation !== s.secondOf && !m.uptodate);
+  const mirrored =
+    !s.config.replicatedData || !m || m.releasedEpisode === s.episode || (m.incarnation !== s.secondOf && !m.uptodate);
   if (m && m.state === 'SECOND' && m.swapping && s.qualifier === 'Ready' && mirrored) return swapTakeover(x);
   if (s.qualifier === 'Ready' && !mirrored) {
     log(x, 'E', MSG.primaryWentAlone);

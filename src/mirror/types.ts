@@ -47,6 +47,11 @@ export interface MirrorConfig {
   heartbeats: MirrorHeartbeatConfig[];
   /** `<vip>`: null when the module has none (no vipUp/vipDown effects then). */
   vip: { tcpreset: boolean } | null;
+  /**
+   * The module replicates data (`<rfs>`). Without replicated data there is nothing to be stale: the data
+   * rule is off (every node may start as primary, and a SECOND may take over whatever its primary did).
+   */
+  replicatedData: boolean;
 }
 
 /**

@@ -48,6 +48,7 @@ export function runSeed(seed: number, o: RunOptions = {}): RunStats {
       loopIntervalMs: 4_000,
       heartbeats: Array.from({ length: lanCount }, (_, i) => ({ lan: `lan${i + 1}`, pulseMs: 100, timeoutMs: 500 })),
       vip: { tcpreset: true },
+      replicatedData: true,
     },
     delayMinMs: 1,
     delayJitterMs: cr.pick([2, 10, 40]),

@@ -83,6 +83,7 @@ const config = (o: Partial<MirrorConfig> = {}): MirrorConfig => ({
     { lan: 'lan2', pulseMs: 200, timeoutMs: 1000 },
   ],
   vip: { tcpreset: true },
+  replicatedData: true,
   ...o,
 });
 

@@ -41,6 +41,7 @@ test('step never mutates its input state', () => {
       loopIntervalMs: 1000,
       heartbeats: [{ lan: 'lan1', pulseMs: 100, timeoutMs: 500 }],
       vip: { tcpreset: true },
+      replicatedData: true,
     },
     { uptodate: true, lastPrim: true, reintegrating: false, reintegrationInterrupted: false, gen: 1, incarnation: 0, lastSyncMs: null },
     0,

@@ -199,6 +199,7 @@ export class TraceRunner {
           loopIntervalMs: num(a.loop, 86_400_000),
           heartbeats: Array.from({ length: nLans }, (_, i) => ({ lan: `lan${i + 1}`, pulseMs: pulse, timeoutMs: timeout })),
           vip: bool(a.vip, true) ? { tcpreset: true } : null,
+          replicatedData: bool(a.data, true),
         };
         this.now = 0;
         this.timerAt = null;

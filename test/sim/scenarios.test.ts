@@ -24,6 +24,7 @@ function world(o: Setup = {}): { w: World; n1: SimNode; n2: SimNode; run: (ms: n
       loopIntervalMs: 60_000,
       heartbeats: Array.from({ length: o.lans ?? 2 }, (_, i) => ({ lan: `lan${i + 1}`, pulseMs: 100, timeoutMs: 500 })),
       vip: { tcpreset: true },
+      replicatedData: true,
     },
     delayMinMs: 1,
     delayJitterMs: 5,

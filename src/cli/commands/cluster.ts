@@ -5,7 +5,7 @@ import { StayupError } from '../../errors/stayup-error.ts';
 import { generateClusterKey, encodeKey, readKeyFile, keyId } from '../../crypto/cluster-key.ts';
 import { parseClusterConfig, clusterNodes } from '../../config/cluster.ts';
 import { nodePaths } from '../../util/paths.ts';
-import { runOnTargets, table, errorText, exitCodeOf } from '../run.ts';
+import { runOnTargets, table, errorText, exitCodeOf, hostsOf } from '../run.ts';
 import { resolveTargets } from '../targets.ts';
 import type { ClusterMeta } from '../../daemon/cluster-store.ts';
 
@@ -17,9 +17,6 @@ function readText(file: string): string {
   }
 }
 
-function hostsOf(cmd: Command): string | undefined {
-  return (cmd.optsWithGlobals() as { hosts?: string }).hosts;
-}
 
 async function local(fn: () => Promise<string> | string): Promise<number> {
   try {

@@ -3,13 +3,11 @@ import type { Command } from 'commander';
 import { StayupError } from '../../errors/stayup-error.ts';
 import { writeFileAtomic } from '../../util/atomic-file.ts';
 import { nodePaths } from '../../util/paths.ts';
-import { runOnTargets, table, errorText, exitCodeOf } from '../run.ts';
+import { runOnTargets, table, errorText, exitCodeOf, hostsOf } from '../run.ts';
 import { resolveTargets } from '../targets.ts';
 import { buildTemplatePackage, listTemplates } from '../../packages/templates.ts';
+import { encodeModuleKey, generateModuleKey } from '../../heartbeat/module-key.ts';
 
-function hostsOf(cmd: Command): string | undefined {
-  return (cmd.optsWithGlobals() as { hosts?: string }).hosts;
-}
 
 type IdList = { modules: { name: string; id: number; mode: string }[] };
 
@@ -42,6 +40,7 @@ export function registerModuleCommands(program: Command): void {
       const hosts = hostsOf(cmd);
       let pkg: string;
       let id: number | undefined;
+      let moduleKey: string | undefined;
       try {
         if (opts.id !== undefined && !/^\d+$/.test(opts.id)) throw new StayupError('BAD_ARGUMENT', `-M: module id must be an integer from 1 to 32, got "${opts.id}"`);
         id = opts.id === undefined ? undefined : Number(opts.id);
@@ -51,14 +50,34 @@ export function registerModuleCommands(program: Command): void {
           throw new StayupError('PACKAGE_INVALID', `${file}: ${(e as Error).message}`);
         }
         if (hosts && id === undefined) id = await agreedModuleId(hosts, opts.module);
+        // One module key for every node of this install (a reinstall keeps each node's own key).
+        if (hosts && !opts.reinstall) moduleKey = encodeModuleKey(generateModuleKey()).trim();
       } catch (e) {
         process.stderr.write(`stayup: ${errorText(e)}\n`);
         process.exitCode = exitCodeOf(e);
         return;
       }
       process.exitCode = await runOnTargets({ hosts }, async (c) => {
-        const r = await c.call<{ name: string; id: number }>('POST', `/api/v1/modules/${encodeURIComponent(opts.module)}/install`, { package: pkg, ...(id === undefined ? {} : { id }), ...(opts.reinstall ? { reinstall: true } : {}) });
-        return `module ${r.name} installed with id ${r.id}`;
+        const r = await c.call<{ name: string; id: number; moduleKeyId: string }>('POST', `/api/v1/modules/${encodeURIComponent(opts.module)}/install`, {
+          package: pkg,
+          ...(id === undefined ? {} : { id }),
+          ...(opts.reinstall ? { reinstall: true } : {}),
+          ...(moduleKey ? { moduleKey } : {}),
+        });
+        return `module ${r.name} installed with id ${r.id}, module key ${r.moduleKeyId}`;
+      });
+    });
+
+  mod
+    .command('genkey')
+    .requiredOption('-m, --module <name>', 'module name')
+    .description('give a stopped module a new module key (with -H, the same new key on every node)')
+    .action(async (opts: { module: string }, cmd: Command) => {
+      const hosts = hostsOf(cmd);
+      const key = hosts ? encodeModuleKey(generateModuleKey()).trim() : undefined;
+      process.exitCode = await runOnTargets({ hosts }, async (c) => {
+        const r = await c.call<{ moduleKeyId: string }>('POST', `/api/v1/modules/${encodeURIComponent(opts.module)}/genkey`, key ? { moduleKey: key } : {});
+        return `module ${opts.module}: new module key ${r.moduleKeyId}${hosts ? '' : ' (this node only: the other node must get the same key, use -H)'}`;
       });
     });
 

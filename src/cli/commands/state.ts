@@ -4,14 +4,11 @@ import { StayupError } from '../../errors/stayup-error.ts';
 import { parseUserConfig } from '../../config/userconfig/index.ts';
 import { parseClusterConfig } from '../../config/cluster.ts';
 import { nodePaths } from '../../util/paths.ts';
-import { runOnTargets, table, moduleName, errorText, exitCodeOf } from '../run.ts';
+import { runOnTargets, table, moduleName, errorText, exitCodeOf, hostsOf } from '../run.ts';
 import { stateExitCodes, type ModuleStatus } from '../../daemon/module-manager.ts';
 import { formatRecord, type LogRecord } from '../../logs/module-log.ts';
 import { installTls } from '../../daemon/tls.ts';
 
-function hostsOf(cmd: Command): string | undefined {
-  return (cmd.optsWithGlobals() as { hosts?: string }).hosts;
-}
 
 
 export function registerStateCommands(program: Command): void {
@@ -29,7 +26,17 @@ export function registerStateCommands(program: Command): void {
           const s = await c.call<ModuleStatus & { node: string | null }>('GET', `/api/v1/modules/${encodeURIComponent(opts.module)}/state`);
           if (opts.lq && opts.quiet) return { text: `${s.module} ${s.state}`, exitCode: hosts ? 0 : stateExitCodes[s.state] };
           const base = table(['node', 'module', 'state', 'qualifier', 'id', 'mode'], [[s.node ?? '-', s.module, s.state, s.qualifier, s.id, s.mode]]);
-          return opts.verbose ? base + `reason: ${s.reason}\n` : base;
+          if (!opts.verbose) return base;
+          const lines = [`reason: ${s.reason}`];
+          const m = s.mirror;
+          if (m) {
+            lines.push(`heartbeat.remote: ${m.remote.alive ? `${m.peer} ${m.remote.state} (${m.remote.qualifier})` : `${m.peer} not heard`}`);
+            for (const l of m.lans) lines.push(`heartbeat.${l.lan}: ${l.up ? 'up' : 'down'}${l.lastHeardAgoMs === null ? '' : ` (last heard ${l.lastHeardAgoMs} ms ago)`}`);
+            lines.push(`vip: ${m.vip ? 'up' : 'down'}`, `ready: ${m.ready ? 'yes' : 'no'}`);
+            lines.push(`data: ${m.persisted.uptodate ? 'uptodate' : 'not provably uptodate'}${m.persisted.lastPrim ? ', last primary' : ''}${m.persisted.reintegrationInterrupted ? ', reintegration interrupted' : ''}`);
+            if (m.faulted) lines.push(`faulted: ${m.faulted}`);
+          }
+          return base + lines.join('\n') + '\n';
         }
         const all = await c.call<{ node: string | null; modules: ModuleStatus[] }>('GET', '/api/v1/state');
         if (all.modules.length === 0) return `${all.node ?? 'this node'}: no module installed`;

@@ -3,6 +3,7 @@ import { StayupError } from '../../errors/stayup-error.ts';
 import { parseUserConfig } from '../../config/userconfig/index.ts';
 import type { DaemonContext } from '../context.ts';
 import { moduleLog } from '../module-logs.ts';
+import { decodeModuleKey } from '../../heartbeat/module-key.ts';
 
 // Names are checked by the package store, which answers MODULE_NAME_INVALID with the rule.
 const moduleParam = { type: 'object', properties: { module: { type: 'string', maxLength: 256 } } } as const;
@@ -10,7 +11,7 @@ const moduleParam = { type: 'object', properties: { module: { type: 'string', ma
 export function registerModuleRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   app.get('/api/v1/modules', { config: { role: 'Monitor' }, schema: { summary: 'Installed modules with their ids' } }, async () => ({ modules: ctx.modules.list() }));
 
-  app.post<{ Params: { module: string }; Body: { package: string; id?: number; reinstall?: boolean } }>(
+  app.post<{ Params: { module: string }; Body: { package: string; id?: number; reinstall?: boolean; moduleKey?: string } }>(
     '/api/v1/modules/:module/install',
     {
       bodyLimit: 96 * 1024 * 1024,
@@ -18,12 +19,22 @@ export function registerModuleRoutes(app: FastifyInstance, ctx: DaemonContext): 
       schema: {
         summary: 'Install a module package (.safe or .zip, base64)',
         params: moduleParam,
-        body: { type: 'object', required: ['package'], properties: { package: { type: 'string' }, id: { type: 'integer', minimum: 1, maximum: 32 }, reinstall: { type: 'boolean' } } },
+        body: {
+          type: 'object',
+          required: ['package'],
+          properties: {
+            package: { type: 'string' },
+            id: { type: 'integer', minimum: 1, maximum: 32 },
+            reinstall: { type: 'boolean' },
+            moduleKey: { type: 'string', maxLength: 64, description: 'module key (base64 of 32 bytes), the same on both nodes' },
+          },
+        },
       },
     },
     async (req) => {
       const pkg = Buffer.from(req.body.package, 'base64');
-      return ctx.modules.install(req.params.module, pkg, { id: req.body.id, reinstall: req.body.reinstall });
+      const moduleKey = req.body.moduleKey === undefined ? undefined : decodeModuleKey(req.body.moduleKey, 'body.moduleKey');
+      return ctx.modules.install(req.params.module, pkg, { id: req.body.id, reinstall: req.body.reinstall, ...(moduleKey ? { moduleKey } : {}) });
     },
   );
 
@@ -31,7 +42,7 @@ export function registerModuleRoutes(app: FastifyInstance, ctx: DaemonContext): 
     '/api/v1/modules/:module',
     { config: { role: 'Admin', command: 'module uninstall' }, schema: { summary: 'Uninstall a stopped module', params: moduleParam } },
     async (req) => {
-      ctx.modules.uninstall(req.params.module);
+      await ctx.modules.uninstall(req.params.module);
       return { ok: true };
     },
   );

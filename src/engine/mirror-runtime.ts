@@ -1,0 +1,114 @@
+// Builds a mirror module's engine over the real world: UDP heartbeats on the lans of cluster.xml, the
+// VipManager, the module's scripts, the state record on disk and the module log.
+import { join } from 'node:path';
+import type { ClusterConfig } from '../config/cluster.ts';
+import type { UserConfig } from '../config/userconfig/types.ts';
+import { StayupError } from '../errors/stayup-error.ts';
+import { HeartbeatTransport } from '../heartbeat/transport.ts';
+import { readModuleKey } from '../heartbeat/module-key.ts';
+import type { ModuleLog } from '../logs/module-log.ts';
+import { buildScriptEnv } from '../scripts/environment.ts';
+import { runTransitionScripts } from '../scripts/runner.ts';
+import { installDir, type NodePaths } from '../util/paths.ts';
+import { VipManager } from '../vip/manager.ts';
+import { buildMirrorSetup } from './mirror-config.ts';
+import { MirrorEngine, noReplication, type EngineLog, type ScriptPort } from './mirror-engine.ts';
+import { fileMirrorRecordStore } from './mirror-store.ts';
+
+/** The scripts of an installed module, with the environment and limits of its <user>. */
+export function moduleScriptPort(o: { module: string; paths: NodePaths; config: UserConfig; log: ModuleLog }): ScriptPort {
+  const moduleDir = join(o.paths.modulesDir, o.module);
+  const binDir = join(moduleDir, 'bin');
+  const user = o.config.service.user;
+  const env = buildScriptEnv({
+    module: o.module,
+    safeDir: join(installDir, 'safe'),
+    userBinDir: binDir,
+    userConfDir: join(moduleDir, 'conf'),
+    varDir: o.paths.varDir,
+    userVarDir: o.paths.moduleVarDir(o.module),
+    vars: user?.vars ?? [],
+  });
+  const nice = user?.nicestoptimeoutMs ?? 300_000;
+  const force = user?.forcestoptimeoutMs ?? 300_000;
+  return {
+    async run(batch, signal) {
+      const r = await runTransitionScripts(
+        {
+          module: o.module,
+          binDir,
+          env,
+          userlogDir: o.paths.moduleVarDir(o.module),
+          userlogMaxBytes: user?.logging === 'none' ? 0 : (user?.userlogSizeKb ?? 2048) * 1024,
+          signal,
+          current: batch.current,
+          next: batch.next,
+          action: batch.action,
+          // The reference gives start scripts no limit of their own: the graceful stop's is the bound.
+          scriptTimeoutMs: nice,
+          niceStopTimeoutMs: nice,
+          forceStopTimeoutMs: force,
+          log: o.log,
+        },
+        batch.calls,
+      );
+      return { ok: r.ok, ...(r.failedStep ? { failedScript: r.failedStep.call.script } : {}) };
+    },
+  };
+}
+
+export function engineLog(log: ModuleLog): EngineLog {
+  return (level, source, message, fields) => {
+    try {
+      log.append(level, source, message, fields);
+    } catch (e) {
+      process.stderr.write(`stayupd: ${(e as Error).message}\n`);
+    }
+  };
+}
+
+/**
+ * Opens the module's heartbeat sockets and builds its engine (STOP). Errors: CONFIG_INVALID (cluster.xml
+ * and userconfig.xml disagree), MODULE_KEY_INVALID (no or bad module key), HEARTBEAT_BIND_FAILED,
+ * REPLICATION_UNAVAILABLE (<rfs> needs the replication layer).
+ */
+export async function openMirrorEngine(o: {
+  module: string;
+  moduleId: number;
+  paths: NodePaths;
+  cluster: ClusterConfig;
+  self: string;
+  config: UserConfig;
+  log: ModuleLog;
+}): Promise<MirrorEngine> {
+  const setup = buildMirrorSetup(o.cluster, o.config, { self: o.self, moduleId: o.moduleId });
+  if (setup.config.replicatedData) {
+    throw new StayupError('REPLICATION_UNAVAILABLE', `module ${o.module}: <rfs> replicated directories are not supported by this version yet; remove <rfs> to run the module without replication`);
+  }
+  const key = readModuleKey(o.paths, o.module);
+  if (!key) throw new StayupError('MODULE_KEY_INVALID', `module ${o.module} has no module key: run "stayup -H '*' module genkey -m ${o.module}"`);
+  const log = engineLog(o.log);
+  const channel = await HeartbeatTransport.open({ lans: setup.lans, moduleId: o.moduleId, moduleKey: key, node: o.self, peer: setup.config.peer });
+  const svcVip = o.config.service.vip;
+  const vip = svcVip
+    ? new VipManager(svcVip, {
+        onEvent: (e) => {
+          if (e.type === 'warning') log('E', 'vip', e.error.message);
+          else if (e.type === 'added' || e.type === 'removed') log('I', 'vip', `virtual IP ${e.ip} ${e.type} on ${e.iface}`);
+          else if (e.type === 'tcpreset' && e.reset > 0) log('I', 'vip', `${e.reset} connection(s) from ${e.ip} reset`);
+        },
+      })
+    : null;
+  const engine: MirrorEngine = new MirrorEngine({
+    module: o.module,
+    config: setup.config,
+    channel,
+    vip,
+    scripts: moduleScriptPort(o),
+    replication: noReplication(),
+    store: fileMirrorRecordStore(o.paths, o.module),
+    log,
+  });
+  engine.start();
+  return engine;
+}

@@ -1,0 +1,156 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Lab } from '../../src/lab/lab.ts';
+import { findTool, mustRun, tool } from '../../src/lab/sys.ts';
+import { startDaemons, stayupOn, stayupdBin, writeOnServer } from '../../src/lab/stayup-cluster.ts';
+import { labMirrorPackage } from '../../src/lab/mirror-module.ts';
+import { outages, readProbeLog } from '../../src/lab/outage.ts';
+import { installDir } from '../../src/util/paths.ts';
+
+// The mirror control plane end to end: two lab servers, real stayupd on each, a module with a virtual IP
+// and a TCP service started by start_prim, two heartbeat lans, and a client that opens a new connection
+// to the virtual IP every 10 ms. Each scenario reports the outage the client saw.
+
+function skipReason(): string | false {
+  if (process.platform !== 'linux') return 'the lab needs Linux';
+  if (process.getuid?.() !== 0) return 'the lab needs root (network and mount namespaces)';
+  for (const t of ['ip', 'nft', 'nsenter', 'unshare'] as const) if (!findTool(t)) return `\`${t}\` is missing (run scripts/setup.sh)`;
+  return false;
+}
+const skip = skipReason();
+const password = 'lab-admin-password';
+const MODULE = 'mir';
+const PULSE_MS = 100;
+const TIMEOUT_MS = 1000;
+const SERVICE_PORT = 7000;
+const HB2_TABLE = 'stayup_hb2cut';
+
+describe('mirror module: failover, heartbeats, swap and failback in the lab', { skip }, () => {
+  const name = `mf${process.pid % 100000}`;
+  let lab: Lab;
+  let vip = '';
+  let probeLog = '';
+  const hb2 = (node: string): string => lab.ip(20 + Number(node.replace('node', '')));
+  const report: string[] = [];
+
+  const st = async (node: string): Promise<string> => {
+    const r = await stayupOn(lab, node, ['state', '-m', MODULE, '-lq'], { timeoutMs: 20_000 });
+    return r.stdout.trim().split(/\s+/)[1] ?? `exit ${r.code}: ${r.stderr.trim()}`;
+  };
+  const waitState = async (node: string, state: string, timeoutS = 30): Promise<void> => {
+    const r = await stayupOn(lab, node, ['waitstate', '-m', MODULE, '-t', String(timeoutS), state], { timeoutMs: (timeoutS + 10) * 1000 });
+    if (r.code !== 0) {
+      const v = await stayupOn(lab, node, ['state', '-m', MODULE, '-v']);
+      const log = await stayupOn(lab, node, ['log', '-m', MODULE, '-s', '40']);
+      assert.fail(`${node} did not reach ${state}: ${r.stdout}${r.stderr}\n${v.stdout}\n${log.stdout}`);
+    }
+  };
+  const startDaemon = async (node: string): Promise<void> => {
+    await lab.spawn(node, [process.execPath, stayupdBin], { logFile: join(lab.stateDir, 'logs', `${node}-stayupd.log`) });
+    for (let i = 0; i < 200; i++) {
+      if ((await stayupOn(lab, node, ['level'], { timeoutMs: 10_000 })).code === 0) return;
+      await sleep(100);
+    }
+    assert.fail(`stayupd on ${node} did not answer`);
+  };
+  const answering = async (who: string, withinMs = 10_000): Promise<void> => {
+    const t0 = Date.now();
+    for (;;) {
+      const rs = readProbeLog(probeLog).filter((r) => r.t >= t0);
+      const last = rs.slice(-3);
+      if (last.length === 3 && last.every((r) => r.ok && r.from === who)) return;
+      if (Date.now() - t0 > withinMs) assert.fail(`the client does not get answers from ${who}: last ${JSON.stringify(rs.slice(-3))}`);
+      await sleep(50);
+    }
+  };
+  const cutHb2 = async (on: boolean): Promise<void> => {
+    const script = on
+      ? [`table bridge ${HB2_TABLE} {`, '  chain forward {', '    type filter hook forward priority -50; policy accept;', `    ip saddr { ${lab.servers.map(hb2).join(', ')} } drop`, `    ip daddr { ${lab.servers.map(hb2).join(', ')} } drop`, '  }', '}', ''].join('\n')
+      : `add table bridge ${HB2_TABLE}\ndelete table bridge ${HB2_TABLE}\n`;
+    await mustRun(tool('nsenter'), [`--net=/run/netns/${lab.switchNetns}`, '--', tool('nft'), '-f', '-'], { input: script });
+  };
+
+  before(async () => {
+    lab = await Lab.up({ name, servers: 2 });
+    vip = lab.ip(100);
+    for (const n of lab.servers) await lab.exec(n, ['ip', 'addr', 'add', `${hb2(n)}/24`, 'dev', 'eth0'], { check: true });
+    await startDaemons(lab, { password });
+    const xml = `<cluster>\n  <lans>\n    <lan name="default">\n${lab.servers.map((n) => `      <node name="${n}" addr="${lab.addr(n)}"/>`).join('\n')}\n    </lan>\n    <lan name="hb2">\n${lab.servers.map((n) => `      <node name="${n}" addr="${hb2(n)}"/>`).join('\n')}\n    </lan>\n  </lans>\n</cluster>\n`;
+    writeOnServer(lab, 'node1', '/srv/cluster.xml', xml);
+    const c = await stayupOn(lab, 'node1', ['-H', '*', 'cluster', 'config', '/srv/cluster.xml'], { env: { STAYUP_PASSWORD: password } });
+    assert.equal(c.code, 0, c.stdout + c.stderr);
+    writeOnServer(lab, 'node1', '/srv/mir.safe', await labMirrorPackage({ vip, servicePort: SERVICE_PORT, pulseMs: PULSE_MS, timeoutMs: TIMEOUT_MS, lans: ['default', 'hb2'] }));
+    const i = await stayupOn(lab, 'node1', ['-H', '*', 'module', 'install', '-m', MODULE, '/srv/mir.safe']);
+    assert.equal(i.code, 0, i.stdout + i.stderr);
+    probeLog = join(lab.stateDir, 'logs', 'client-prober.jsonl');
+    await lab.spawn('client', [process.execPath, join(installDir, 'src', 'lab', 'tcp-prober.mjs'), vip, String(SERVICE_PORT), '10', '200'], { logFile: probeLog });
+  });
+
+  after(async () => {
+    if (report.length) process.stdout.write(`# mirror failover figures\n${report.map((l) => `#   ${l}`).join('\n')}\n`);
+    if (lab) await Lab.down(name);
+  });
+
+  it('a global start makes node1 primary and node2 secondary; the client gets answers from node1 on the VIP', async () => {
+    const r = await stayupOn(lab, 'node1', ['-H', '*', 'start', '-m', MODULE]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    await waitState('node1', 'PRIM');
+    await waitState('node2', 'SECOND');
+    assert.equal(await st('node1'), 'PRIM');
+    assert.equal((await stayupOn(lab, 'node1', ['state', '-m', MODULE, '-lq'])).code, 3);
+    assert.equal((await stayupOn(lab, 'node2', ['state', '-m', MODULE, '-lq'])).code, 4);
+    await answering('node1');
+    const health = async (node: string): Promise<string> =>
+      (await lab.exec('client', ['python3', '-c', `import urllib.request,sys\ntry:\n  print(urllib.request.urlopen('http://${lab.addr(node)}:9010/var/modules/${MODULE}/ready.txt', timeout=5).status)\nexcept Exception as e:\n  print(getattr(e, 'code', e))`])).stdout.trim();
+    assert.equal(await health('node1'), '200');
+    assert.equal(await health('node2'), '404');
+  });
+
+  it('one of the two heartbeat lans cut: no failover, the lan shows down', async () => {
+    const t0 = Date.now();
+    await cutHb2(true);
+    await sleep(TIMEOUT_MS * 3);
+    const v = await stayupOn(lab, 'node2', ['state', '-m', MODULE, '-v']);
+    assert.match(v.stdout, /heartbeat\.hb2: down/);
+    assert.match(v.stdout, /heartbeat\.default: up/);
+    assert.equal(await st('node1'), 'PRIM');
+    assert.equal(await st('node2'), 'SECOND');
+    assert.deepEqual(outages(readProbeLog(probeLog), t0), [], 'the client saw no outage');
+    await cutHb2(false);
+    for (let i = 0; i < 50 && !/heartbeat\.hb2: up/.test((await stayupOn(lab, 'node2', ['state', '-m', MODULE, '-v'])).stdout); i++) await sleep(100);
+    report.push(`one of two heartbeat lans cut for ${TIMEOUT_MS * 3} ms: no failover, no outage`);
+  });
+
+  it('kill the primary server: node2 takes over the VIP and the service; outage under 1.5 s', async () => {
+    await answering('node1');
+    const t0 = Date.now();
+    await lab.killServer('node1');
+    await waitState('node2', 'ALONE');
+    await answering('node2');
+    const o = outages(readProbeLog(probeLog), t0 - 1000);
+    assert.equal(o.length, 1, JSON.stringify(o));
+    report.push(`kill primary (pulse ${PULSE_MS} ms, timeout ${TIMEOUT_MS} ms): outage ${o[0]!.outageMs} ms (${o[0]!.failedAttempts} failed attempts), ${o[0]!.before} -> ${o[0]!.after}`);
+    assert.ok(o[0]!.outageMs < 1500, `outage ${o[0]!.outageMs} ms`);
+  });
+
+  it('the old primary comes back as secondary; swap gives it the primary role back', async () => {
+    await lab.startServer('node1');
+    await startDaemon('node1');
+    const r = await stayupOn(lab, 'node1', ['start', '-m', MODULE]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    await waitState('node1', 'SECOND');
+    await waitState('node2', 'ALONE,PRIM');
+    await waitState('node2', 'PRIM');
+    const t0 = Date.now();
+    const s = await stayupOn(lab, 'node2', ['swap', '-m', MODULE]);
+    assert.equal(s.code, 0, s.stdout + s.stderr);
+    await waitState('node1', 'PRIM');
+    await waitState('node2', 'SECOND');
+    await answering('node1');
+    const o = outages(readProbeLog(probeLog), t0 - 500);
+    assert.equal(o.length, 1, JSON.stringify(o));
+    report.push(`swap node2 -> node1: outage ${o[0]!.outageMs} ms (${o[0]!.failedAttempts} failed attempts)`);
+  });
+});
