@@ -297,7 +297,12 @@ export class MirrorEngine {
           await this.#fault(`the mirror machine failed on ${event.type}: ${(e as Error).stack ?? String(e)}`);
           continue;
         }
+        const before = this.#s;
         this.#s = result.state;
+        if (before.state !== result.state.state || before.qualifier !== result.state.qualifier) {
+          // The reference's normal-log line for every change of the local state.
+          this.#o.log('E', 'mirror', `Local state ${result.state.state} ${result.state.qualifier}${result.state.reason ? ` (${result.state.reason})` : ''}`);
+        }
         await this.#carryOut(result.effects);
         this.#notify();
       }

@@ -153,4 +153,57 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
     assert.equal(o.length, 1, JSON.stringify(o));
     report.push(`swap node2 -> node1: outage ${o[0]!.outageMs} ms (${o[0]!.failedAttempts} failed attempts)`);
   });
+
+  it('both heartbeat lans cut: the secondary goes ALONE too (split brain, as the reference documents); when they meet, the former secondary exits and resynchronises', async () => {
+    await waitState('node1', 'PRIM');
+    await waitState('node2', 'SECOND');
+    await lab.cut('node1', 'node2');
+    await cutHb2(true);
+    try {
+      await waitState('node2', 'ALONE');
+      assert.equal(await st('node1'), 'ALONE');
+    } finally {
+      await lab.restore('node1', 'node2');
+      await cutHb2(false);
+    }
+    await waitState('node1', 'PRIM');
+    await waitState('node2', 'SECOND');
+    // node2 usually hears node1 first and leaves at once, so node1 may never see two primaries.
+    const log2 = await stayupOn(lab, 'node2', ['log', '-m', MODULE, '-s', '400']);
+    assert.match(log2.stdout, /Split brain recovery: exiting alone/);
+    await answering('node1');
+    report.push('both heartbeat lans cut: both ALONE; on restore node2 (the later generation) exits and comes back SECOND');
+  });
+
+  it('defaultprim: the primary role goes back to the default primary when it returns', async () => {
+    const stop = await stayupOn(lab, 'node1', ['-H', '*', 'stop', '-m', MODULE]);
+    assert.equal(stop.code, 0, stop.stdout + stop.stderr);
+    await waitState('node1', 'STOP');
+    await waitState('node2', 'STOP');
+    writeOnServer(lab, 'node1', '/srv/mir2.safe', await labMirrorPackage({ vip, servicePort: SERVICE_PORT, pulseMs: PULSE_MS, timeoutMs: TIMEOUT_MS, lans: ['default', 'hb2'], defaultPrim: 'node2' }));
+    const i = await stayupOn(lab, 'node1', ['-H', '*', 'module', 'install', '-r', '-m', MODULE, '/srv/mir2.safe']);
+    assert.equal(i.code, 0, i.stdout + i.stderr);
+    const start = await stayupOn(lab, 'node1', ['-H', '*', 'start', '-m', MODULE]);
+    assert.equal(start.code, 0, start.stdout + start.stderr);
+    await waitState('node2', 'PRIM');
+    await waitState('node1', 'SECOND');
+    await answering('node2');
+    // node2 fails: node1 takes over; node2 returns, resynchronises, and gets the primary role back.
+    await lab.killServer('node2');
+    await waitState('node1', 'ALONE');
+    await answering('node1');
+    await lab.startServer('node2');
+    await startDaemon('node2');
+    const t0 = Date.now();
+    const r = await stayupOn(lab, 'node2', ['start', '-m', MODULE]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    await waitState('node2', 'PRIM', 60);
+    await waitState('node1', 'SECOND');
+    await answering('node2');
+    const log1 = await stayupOn(lab, 'node1', ['log', '-A', '-m', MODULE, '-s', '400']);
+    assert.match(log1.stdout, /Transition SWAP from defaultprim/);
+    const o = outages(readProbeLog(probeLog), t0);
+    assert.equal(o.length, 1, JSON.stringify(o));
+    report.push(`defaultprim failback node1 -> node2 after node2 returned: outage ${o[0]!.outageMs} ms`);
+  });
 });

@@ -1,0 +1,242 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { setImmediate as tick } from 'node:timers/promises';
+import { MemoryHeartbeatNetwork } from '../../src/heartbeat/memory.ts';
+import { generateModuleKey } from '../../src/heartbeat/module-key.ts';
+import { MirrorEngine, noReplication, type EngineClock, type ScriptPort, type VipPort } from '../../src/engine/mirror-engine.ts';
+import type { MirrorRecordStore } from '../../src/engine/mirror-store.ts';
+import type { MirrorConfig, MirrorPersisted } from '../../src/mirror/types.ts';
+import { decodeHeartbeatMessage, encodeHeartbeatMessage } from '../../src/engine/heartbeat-codec.ts';
+
+// The daemon's shell around the mirror machine, over in-memory twins: a manual clock, the in-memory
+// heartbeat network (real frames, real keys), a recording VIP, scripts and store. What is checked is the
+// shell's own job: effect order, the timer, faults, and two engines agreeing over the network.
+
+class ManualClock implements EngineClock {
+  now = 1000;
+  /**
+   * Fire timers of 2 ms or more this much before their time, as setTimeout may against performance.now()
+   * (its millisecond rounding). Shorter ones fire on time, so a re-arm for the rest always progresses.
+   */
+  earlyMs = 0;
+  #timers = new Map<number, { at: number; fn: () => void }>();
+  #seq = 0;
+  /** Resolves when the engines have stepped every queued event. */
+  idle: () => Promise<void> = async () => {};
+  nowMs(): number {
+    return this.now;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.#seq;
+    this.#timers.set(id, { at: this.now + ms - (ms >= 2 ? this.earlyMs : 0), fn });
+    return id;
+  }
+  clearTimeout(h: unknown): void {
+    this.#timers.delete(h as number);
+  }
+  /** Moves time forward in 0.5 ms steps, firing due timers and letting promises settle in between. */
+  async advance(ms: number): Promise<void> {
+    const end = this.now + ms;
+    // What was started before this call (commands) runs first.
+    await settle();
+    await this.idle();
+    await settle();
+    while (this.now < end) {
+      this.now += 0.5;
+      for (;;) {
+        const due = [...this.#timers.entries()].filter(([, t]) => t.at <= this.now).sort((a, b) => a[1].at - b[1].at);
+        if (due.length === 0) break;
+        for (const [id, t] of due) {
+          this.#timers.delete(id);
+          t.fn();
+        }
+        await settle();
+        await this.idle();
+        await settle();
+      }
+    }
+    await settle();
+  }
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await tick();
+}
+
+interface Node {
+  name: string;
+  engine: MirrorEngine;
+  journal: string[];
+  vipUp: boolean;
+  store: MirrorRecordStore & { record: MirrorPersisted | null; failing: boolean };
+}
+
+function config(self: string, peer: string, o: Partial<MirrorConfig> = {}): MirrorConfig {
+  return {
+    self,
+    peer,
+    failover: true,
+    defaultPrim: 'alone',
+    maxLoop: 3,
+    loopIntervalMs: 86_400_000,
+    heartbeats: [{ lan: 'default', pulseMs: 100, timeoutMs: 1000 }],
+    vip: { tcpreset: true },
+    replicatedData: false,
+    ...o,
+  };
+}
+
+function makeNode(net: MemoryHeartbeatNetwork, clock: ManualClock, key: Buffer, self: string, peer: string, journal: string[]): Node {
+  const n = { name: self, journal, vipUp: false } as Node;
+  const store = {
+    record: null as MirrorPersisted | null,
+    failing: false,
+    load: () => store.record,
+    save(r: MirrorPersisted) {
+      if (store.failing) throw new Error('disk full');
+      store.record = { ...r };
+      journal.push(`${self} persist uptodate=${r.uptodate} lastPrim=${r.lastPrim} gen=${r.gen}`);
+    },
+  };
+  n.store = store;
+  const vip: VipPort = {
+    async up() {
+      journal.push(`${self} vipUp`);
+      n.vipUp = true;
+    },
+    async down() {
+      journal.push(`${self} vipDown`);
+      n.vipUp = false;
+    },
+  };
+  const scripts: ScriptPort = {
+    async run(batch) {
+      for (const c of batch.calls) journal.push(`${self} script ${c.script}${c.forceOnly ? ' force' : ''}`);
+      return { ok: true };
+    },
+  };
+  const channel = net.transport({ moduleId: 1, moduleKey: key, node: self, peer, lans: ['default'], now: () => clock.now });
+  n.engine = new MirrorEngine({ module: 'm', config: config(self, peer), channel, vip, scripts, replication: noReplication(() => clock.now), store, log: (level, source, message) => journal.push(`${self} log ${level} ${message}`), clock });
+  n.engine.start();
+  return n;
+}
+
+function pair(): { clock: ManualClock; net: MemoryHeartbeatNetwork; a: Node; b: Node; journal: string[] } {
+  const clock = new ManualClock();
+  const net = new MemoryHeartbeatNetwork({ now: () => clock.now, wallClock: () => 1_700_000_000_000 + clock.now, schedule: (fn, ms) => void clock.setTimeout(fn, Math.max(1, ms)), delayMs: 1 });
+  const key = generateModuleKey();
+  const journal: string[] = [];
+  const a = makeNode(net, clock, key, 'n1', 'n2', journal);
+  const b = makeNode(net, clock, key, 'n2', 'n1', journal);
+  clock.idle = async () => {
+    await Promise.all([a.engine.settled(), b.engine.settled()]);
+  };
+  return { clock, net, journal, a, b };
+}
+
+describe('mirror engine (the daemon shell) over in-memory twins', () => {
+  it('a global start: n1 primary, n2 secondary; persist before vipUp before start_prim; ready only after start_prim', async () => {
+    const { clock, a, b, journal } = pair();
+    const ra = a.engine.command('start');
+    const rb = b.engine.command('start');
+    await clock.advance(10);
+    assert.deepEqual(await ra, { ok: true, code: null, message: 'starting' });
+    assert.equal((await rb).ok, true);
+    await clock.advance(3000);
+    assert.equal(a.engine.status().state, 'PRIM');
+    assert.equal(b.engine.status().state, 'SECOND');
+    assert.equal(a.engine.ready, true);
+    assert.equal(b.engine.ready, false);
+    const mine = journal.filter((l) => l.startsWith('n1 ') && !l.startsWith('n1 log'));
+    const iPersist = mine.findIndex((l) => /persist uptodate=true lastPrim=true/.test(l));
+    const iVip = mine.indexOf('n1 vipUp');
+    const iStart = mine.indexOf('n1 script start_prim');
+    assert.ok(iPersist >= 0 && iPersist < iVip && iVip < iStart, mine.join('\n'));
+    assert.equal(a.vipUp, true);
+    assert.equal(b.vipUp, false);
+    if (process.env.SHOW_JOURNAL) console.log(journal.join('\n'));
+  });
+
+  // The timeout runs from the last heartbeat heard, up to one pulse before the cut.
+  it('the primary goes silent: the secondary takes over one heartbeat timeout later', async () => {
+    const { clock, net, a, b, journal } = pair();
+    void a.engine.command('start');
+    void b.engine.command('start');
+    await clock.advance(3000);
+    assert.equal(b.engine.status().state, 'SECOND', journal.join('\n'));
+    const cutAt = clock.now;
+    net.partition();
+    let tookOverAt = 0;
+    b.engine.onChange((s) => {
+      if (s.state === 'ALONE' && s.ready && !tookOverAt) tookOverAt = clock.now;
+    });
+    await clock.advance(3000);
+    assert.equal(b.engine.status().state, 'ALONE');
+    assert.ok(tookOverAt - cutAt >= 1000 - 100 && tookOverAt - cutAt <= 1300, `took over ${tookOverAt - cutAt} ms after the cut`);
+    assert.equal(b.vipUp, true);
+  });
+
+  it('timers that fire a fraction of a millisecond early do not stop the heartbeats', async () => {
+    const { clock, net, a, b, journal } = pair();
+    clock.earlyMs = 0.5;
+    void a.engine.command('start');
+    void b.engine.command('start');
+    await clock.advance(3000);
+    const before = net.stats.sent;
+    await clock.advance(2000);
+    // 2 nodes x 1 lan x one per 100 ms pulse.
+    assert.ok(net.stats.sent - before >= 36, `${net.stats.sent - before} heartbeats in 2 s`);
+    assert.equal(b.engine.status().lans[0]!.up, true);
+  });
+
+  it('a state record that cannot be written faults the engine before it acts: no VIP, not ready, commands refused', async () => {
+    const { clock, net, a, b } = pair();
+    void a.engine.command('start');
+    void b.engine.command('start');
+    await clock.advance(3000);
+    assert.equal(b.engine.status().state, 'SECOND');
+    // The secondary must record "I am primary now" before it takes the VIP: make that write fail.
+    b.store.failing = true;
+    net.partition();
+    await clock.advance(3000);
+    const st = b.engine.status();
+    assert.match(st.faulted ?? '', /cannot persist the module state: disk full/);
+    assert.equal(b.engine.ready, false);
+    assert.equal(b.vipUp, false, 'the VIP never went up on the node that could not record it');
+    const r = b.engine.command('start');
+    await clock.advance(5);
+    assert.deepEqual(await r, { ok: false, code: 'ENGINE_FAULTED', message: st.faulted });
+  });
+
+  it('commands refused by the machine answer CONFLICT with its reason', async () => {
+    const { clock, a } = pair();
+    const r = a.engine.command('swap');
+    await clock.advance(5);
+    const ans = await r;
+    assert.equal(ans.ok, false);
+    assert.equal(ans.code, 'CONFLICT');
+  });
+});
+
+describe('heartbeat message codec', () => {
+  const msg = {
+    node: 'n1', incarnation: 3, seq: 9, state: 'PRIM', qualifier: 'Ready', primActive: true, established: true, exiting: false,
+    uptodate: false, lastPrim: true, reintegrationInterrupted: false, gen: 2, mode: 'auto', episode: null, synced: false,
+    releasedEpisode: '3.1', swapping: false, swapRequests: 0, swapNosync: false,
+  } as const;
+  it('round-trips a message', () => {
+    assert.deepEqual(decodeHeartbeatMessage(encodeHeartbeatMessage(msg)), { ok: true, message: msg });
+  });
+  for (const [what, bytes, reason] of [
+    ['not JSON', Buffer.from('{"node":'), 'not JSON'],
+    ['an array', Buffer.from('[]'), 'not an object'],
+    ['an unknown state', Buffer.from(JSON.stringify({ ...msg, state: 'MASTER' })), 'field state: "MASTER"'],
+    ['a negative generation', Buffer.from(JSON.stringify({ ...msg, gen: -1 })), 'field gen: -1'],
+    ['a missing field', Buffer.from(JSON.stringify({ ...msg, synced: undefined })), 'field synced: missing'],
+    ['an oversized message', Buffer.alloc(5000, 32), 'message of 5000 bytes'],
+  ] as const) {
+    it(`refuses ${what}`, () => {
+      assert.deepEqual(decodeHeartbeatMessage(bytes), { ok: false, reason });
+    });
+  }
+});
