@@ -143,6 +143,7 @@ export class MirrorEngine {
   /** What the health check answers: the last ready effect carried out (not the state's, which leads it). */
   #ready = false;
   #closed = false;
+  readonly #closers: Array<() => void> = [];
   /** Settles when the queue is empty (tests and close() wait on it). */
   #idle: Promise<void> = Promise.resolve();
   #idleResolve: (() => void) | null = null;
@@ -252,9 +253,15 @@ export class MirrorEngine {
    * Stops listening and drops the timer. The module must be STOP (the manager stops it first): a running
    * batch is left to finish on its own, its end ignored.
    */
+  /** Called by close(): what was attached to this engine (process monitoring, checkers). */
+  onClose(fn: () => void): void {
+    this.#closers.push(fn);
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const fn of this.#closers) fn();
     if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
     this.#timer = null;
     await this.#idle;

@@ -14,21 +14,27 @@ import { VipManager } from '../vip/manager.ts';
 import { buildMirrorSetup } from './mirror-config.ts';
 import { MirrorEngine, noReplication, type EngineLog, type ScriptPort } from './mirror-engine.ts';
 import { fileMirrorRecordStore } from './mirror-store.ts';
+import { bindErrd } from './errd-binding.ts';
 
-/** The scripts of an installed module, with the environment and limits of its <user>. */
-export function moduleScriptPort(o: { module: string; paths: NodePaths; config: UserConfig; log: ModuleLog }): ScriptPort {
+/** The environment of the module's scripts (and errd handlers). */
+export function moduleScriptEnv(o: { module: string; paths: NodePaths; config: UserConfig }): Record<string, string> {
   const moduleDir = join(o.paths.modulesDir, o.module);
-  const binDir = join(moduleDir, 'bin');
-  const user = o.config.service.user;
-  const env = buildScriptEnv({
+  return buildScriptEnv({
     module: o.module,
     safeDir: join(installDir, 'safe'),
-    userBinDir: binDir,
+    userBinDir: join(moduleDir, 'bin'),
     userConfDir: join(moduleDir, 'conf'),
     varDir: o.paths.varDir,
     userVarDir: o.paths.moduleVarDir(o.module),
-    vars: user?.vars ?? [],
+    vars: o.config.service.user?.vars ?? [],
   });
+}
+
+/** The scripts of an installed module, with the environment and limits of its <user>. */
+export function moduleScriptPort(o: { module: string; paths: NodePaths; config: UserConfig; log: ModuleLog }): ScriptPort {
+  const binDir = join(o.paths.modulesDir, o.module, 'bin');
+  const user = o.config.service.user;
+  const env = moduleScriptEnv(o);
   const nice = user?.nicestoptimeoutMs ?? 300_000;
   const force = user?.forcestoptimeoutMs ?? 300_000;
   return {
@@ -109,6 +115,20 @@ export async function openMirrorEngine(o: {
     store: fileMirrorRecordStore(o.paths, o.module),
     log,
   });
+  const errd = o.config.service.errd;
+  if (errd && errd.procs.length > 0) {
+    const binding = bindErrd({
+      module: o.module,
+      errd,
+      engine,
+      log,
+      binDir: join(o.paths.modulesDir, o.module, 'bin'),
+      env: moduleScriptEnv(o),
+      userlogDir: o.paths.moduleVarDir(o.module),
+      handlerTimeoutMs: o.config.service.user?.nicestoptimeoutMs ?? 300_000,
+    });
+    engine.onClose(binding.stop);
+  }
   engine.start();
   return engine;
 }

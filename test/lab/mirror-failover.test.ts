@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab } from '../../src/lab/lab.ts';
@@ -26,6 +27,7 @@ const PULSE_MS = 100;
 const TIMEOUT_MS = 1000;
 const SERVICE_PORT = 7000;
 const HB2_TABLE = 'stayup_hb2cut';
+const ERRD_POLL = '500ms';
 
 describe('mirror module: failover, heartbeats, swap and failback in the lab', { skip }, () => {
   const name = `mf${process.pid % 100000}`;
@@ -81,7 +83,7 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
     writeOnServer(lab, 'node1', '/srv/cluster.xml', xml);
     const c = await stayupOn(lab, 'node1', ['-H', '*', 'cluster', 'config', '/srv/cluster.xml'], { env: { STAYUP_PASSWORD: password } });
     assert.equal(c.code, 0, c.stdout + c.stderr);
-    writeOnServer(lab, 'node1', '/srv/mir.safe', await labMirrorPackage({ vip, servicePort: SERVICE_PORT, pulseMs: PULSE_MS, timeoutMs: TIMEOUT_MS, lans: ['default', 'hb2'] }));
+    writeOnServer(lab, 'node1', '/srv/mir.safe', await labMirrorPackage({ vip, servicePort: SERVICE_PORT, pulseMs: PULSE_MS, timeoutMs: TIMEOUT_MS, lans: ['default', 'hb2'], errdPolltimer: ERRD_POLL }));
     const i = await stayupOn(lab, 'node1', ['-H', '*', 'module', 'install', '-m', MODULE, '/srv/mir.safe']);
     assert.equal(i.code, 0, i.stdout + i.stderr);
     probeLog = join(lab.stateDir, 'logs', 'client-prober.jsonl');
@@ -180,7 +182,7 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
     assert.equal(stop.code, 0, stop.stdout + stop.stderr);
     await waitState('node1', 'STOP');
     await waitState('node2', 'STOP');
-    writeOnServer(lab, 'node1', '/srv/mir2.safe', await labMirrorPackage({ vip, servicePort: SERVICE_PORT, pulseMs: PULSE_MS, timeoutMs: TIMEOUT_MS, lans: ['default', 'hb2'], defaultPrim: 'node2' }));
+    writeOnServer(lab, 'node1', '/srv/mir2.safe', await labMirrorPackage({ vip, servicePort: SERVICE_PORT, pulseMs: PULSE_MS, timeoutMs: TIMEOUT_MS, lans: ['default', 'hb2'], defaultPrim: 'node2', errdPolltimer: ERRD_POLL }));
     const i = await stayupOn(lab, 'node1', ['-H', '*', 'module', 'install', '-r', '-m', MODULE, '/srv/mir2.safe']);
     assert.equal(i.code, 0, i.stdout + i.stderr);
     const start = await stayupOn(lab, 'node1', ['-H', '*', 'start', '-m', MODULE]);
@@ -205,5 +207,42 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
     const o = outages(readProbeLog(probeLog), t0);
     assert.equal(o.length, 1, JSON.stringify(o));
     report.push(`defaultprim failback node1 -> node2 after node2 returned: outage ${o[0]!.outageMs} ms`);
+  });
+
+  it('errd: a killed service is restarted in place three times; the fourth time in loop_interval stops the module and node1 takes over', async () => {
+    await waitState('node2', 'PRIM');
+    await waitState('node1', 'SECOND');
+    const pidFile = lab.hostPath('node2', '/var/lib/stayup/modvar/mir/service.pid');
+    const killService = async (): Promise<number> => {
+      const pid = Number(readFileSync(pidFile, 'utf8').trim());
+      assert.ok(pid > 1, 'service pid');
+      process.kill(pid, 'SIGKILL');
+      return pid;
+    };
+    const restarts = async (): Promise<number> => ((await stayupOn(lab, 'node2', ['log', '-A', '-m', MODULE, '-s', '2000'])).stdout.match(/Action restart called by errd/g) ?? []).length;
+    const base = await restarts();
+    for (let k = 1; k <= 3; k++) {
+      await answering('node2');
+      const t0 = Date.now();
+      const old = await killService();
+      // errd notices within one poll, restarts (stop_prim, start_prim) in place: the VIP stays on node2.
+      for (let i = 0; i < 100 && (await restarts()) < base + k; i++) await sleep(100);
+      assert.equal(await restarts(), base + k, `restart ${k} logged`);
+      await waitState('node2', 'PRIM');
+      await answering('node2');
+      const pid = Number(readFileSync(pidFile, 'utf8').trim());
+      assert.notEqual(pid, old, 'a new service process');
+      const o = outages(readProbeLog(probeLog), t0 - 200);
+      report.push(`errd restart ${k} on node2: outage ${o.map((x) => x.outageMs).join(', ')} ms, VIP stayed on ${o.at(-1)?.after ?? 'node2'}`);
+    }
+    const t0 = Date.now();
+    await killService();
+    await waitState('node2', 'STOP');
+    await waitState('node1', 'ALONE');
+    await answering('node1');
+    const log2 = await stayupOn(lab, 'node2', ['log', '-m', MODULE, '-s', '400']);
+    assert.match(log2.stdout, /Action stop called by maxloop/);
+    const o = outages(readProbeLog(probeLog), t0 - 200);
+    report.push(`errd 4th failure: node2 stopped by maxloop, node1 took over; outage ${o.map((x) => x.outageMs).join(', ')} ms`);
   });
 });
