@@ -108,6 +108,20 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
       (await lab.exec('client', ['python3', '-c', `import urllib.request,sys\ntry:\n  print(urllib.request.urlopen('http://${lab.addr(node)}:9010/var/modules/${MODULE}/ready.txt', timeout=5).status)\nexcept Exception as e:\n  print(getattr(e, 'code', e))`])).stdout.trim();
     assert.equal(await health('node1'), '200');
     assert.equal(await health('node2'), '404');
+    // 20 probes per node from the client, each on a new connection, as a cloud load balancer does.
+    const timing = async (node: string): Promise<{ codes: number[]; ms: number[] }> => {
+      const url = `http://${lab.addr(node)}:9010/var/modules/${MODULE}/ready.txt`;
+      const code = `const http=require('http');const out={codes:[],ms:[]};(async()=>{for(let i=0;i<20;i++){const t=performance.now();const c=await new Promise((res,rej)=>http.get(${JSON.stringify(url)},{agent:false},(r)=>{r.resume();r.on('end',()=>res(r.statusCode));}).on('error',rej));out.ms.push(Math.round((performance.now()-t)*10)/10);out.codes.push(c);}console.log(JSON.stringify(out));})()`;
+      const r = await lab.exec('client', [process.execPath, '-e', code]);
+      return JSON.parse(r.stdout) as { codes: number[]; ms: number[] };
+    };
+    for (const [node, want] of [['node1', 200], ['node2', 404]] as const) {
+      const t = await timing(node);
+      assert.deepEqual(new Set(t.codes), new Set([want]));
+      const sorted = [...t.ms].sort((a, b) => a - b);
+      report.push(`health check on ${node}: ${want}, median ${sorted[10]} ms, max ${sorted[19]} ms over 20 new connections`);
+      assert.ok(sorted[19]! < 50, `health check took ${sorted[19]} ms`);
+    }
   });
 
   it('one of the two heartbeat lans cut: no failover, the lan shows down', async () => {
