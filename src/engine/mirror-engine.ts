@@ -118,6 +118,8 @@ export interface MirrorStatus {
   lans: Array<{ lan: string; up: boolean; lastHeardAgoMs: number | null }>;
   /** A script batch is running. */
   busy: boolean;
+  /** Checkers attached to the module (intf.*, ip.*): the last result of each. */
+  checkers: Array<{ name: string; up: boolean; reason: string }>;
 }
 
 type Waiter = { test: (s: MirrorStatus) => boolean; resolve: (s: MirrorStatus) => void };
@@ -144,6 +146,7 @@ export class MirrorEngine {
   #ready = false;
   #closed = false;
   readonly #closers: Array<() => void> = [];
+  readonly #checkers = new Map<string, { up: boolean; reason: string; wait: boolean }>();
   /** Settles when the queue is empty (tests and close() wait on it). */
   #idle: Promise<void> = Promise.resolve();
   #idleResolve: (() => void) | null = null;
@@ -185,6 +188,17 @@ export class MirrorEngine {
     });
   }
 
+  /**
+   * A checker's result. A "wait" checker's change of state goes to the machine (the node waits while it
+   * is down); other checkers only show in the status (their action is a command, sent by their binding).
+   */
+  reportChecker(name: string, up: boolean, reason: string, action: 'wait' | 'other'): void {
+    const had = this.#checkers.get(name);
+    this.#checkers.set(name, { up, reason, wait: action === 'wait' });
+    if (action === 'wait' && (had === undefined ? !up : had.up !== up)) this.#enqueue((nowMs) => ({ type: 'checker', nowMs, name, up }));
+    if (had?.up !== up) this.#o.log(up ? 'I' : 'E', 'checker', `${name} ${up ? 'up' : 'down'}: ${reason}`);
+  }
+
   /** The replication layer's report (also what noReplication() calls). */
   replicationState(r: ReplicationReport): void {
     this.#enqueue((nowMs) => ({ type: 'replicationState', nowMs, ...r }));
@@ -210,6 +224,7 @@ export class MirrorEngine {
       remote: { alive: s.peerAlive, state: peer?.message.state ?? null, qualifier: peer?.message.qualifier ?? null },
       lans: s.lans.map((l) => ({ lan: l.lan, up: l.up, lastHeardAgoMs: l.lastHeardMs === null ? null : Math.round(now - l.lastHeardMs) })),
       busy: this.#batch !== null,
+      checkers: [...this.#checkers].map(([name, c]) => ({ name, up: c.up, reason: c.reason })).sort((a, b) => a.name.localeCompare(b.name)),
     };
   }
 

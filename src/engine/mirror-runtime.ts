@@ -15,6 +15,10 @@ import { buildMirrorSetup } from './mirror-config.ts';
 import { MirrorEngine, noReplication, type EngineLog, type ScriptPort } from './mirror-engine.ts';
 import { fileMirrorRecordStore } from './mirror-store.ts';
 import { bindErrd } from './errd-binding.ts';
+import { bindVipCheckers } from './vip-checkers.ts';
+
+/** How often the generated intf.* and ip.* checkers run. */
+export const VIP_CHECK_INTERVAL_MS = 1000;
 
 /** The environment of the module's scripts (and errd handlers). */
 export function moduleScriptEnv(o: { module: string; paths: NodePaths; config: UserConfig }): Record<string, string> {
@@ -129,6 +133,7 @@ export async function openMirrorEngine(o: {
     });
     engine.onClose(binding.stop);
   }
+  if (vip) engine.onClose(bindVipCheckers({ engine, checkers: () => vip.checkers(), log, intervalMs: VIP_CHECK_INTERVAL_MS }));
   engine.start();
   return engine;
 }

@@ -107,6 +107,7 @@ export function initialMirrorState(config: MirrorConfig, persisted: MirrorPersis
     failoverOffWait: false,
     timerAtMs: null,
     lastWaitLog: '',
+    waitCheckers: [],
   };
 }
 
@@ -137,6 +138,9 @@ export function step(state: MirrorState, event: MirrorEvent): StepResult {
     case 'heartbeatReceived':
       onHeartbeat(x, event.lan, event.message);
       break;
+    case 'checker':
+      onChecker(x, event.name, event.up);
+      break;
     case 'scriptsDone':
       onScriptsDone(x, event.id, event.ok, event.failedScript);
       break;
@@ -157,6 +161,7 @@ function cloneState(s: MirrorState): MirrorState {
     loop: { ...s.loop },
     plan: s.plan ? { ...s.plan } : null,
     swap: s.swap ? { ...s.swap } : null,
+    waitCheckers: [...s.waitCheckers],
   };
 }
 
@@ -381,6 +386,18 @@ function onCommand(x: Ctx, q0: QueuedCommand): void {
     return;
   }
   applyCommand(x, q);
+}
+
+function onChecker(x: Ctx, name: string, up: boolean): void {
+  const s = x.s;
+  const had = s.waitCheckers.includes(name);
+  if (up && had) {
+    s.waitCheckers = s.waitCheckers.filter((n) => n !== name);
+    log(x, 'E', `Checker ${name} up`);
+  } else if (!up && !had) {
+    s.waitCheckers = [...s.waitCheckers, name].sort();
+    log(x, 'E', `Checker ${name} down`);
+  }
 }
 
 /** Carries out a command when no plan runs. */
@@ -832,10 +849,16 @@ function evaluate(x: Ctx): void {
     applyCommand(x, q);
     if (s.plan) return;
   }
+  if (s.waitCheckers.length > 0 && s.state !== 'STOP' && s.state !== 'WAIT') {
+    const why = `Action wait from checker ${s.waitCheckers[0]}`;
+    log(x, 'E', why);
+    return leave(x, 'WAIT', { action: 'stopwait', force: false, reason: why });
+  }
   switch (s.state) {
     case 'STOP':
       return;
     case 'WAIT':
+      if (s.waitCheckers.length > 0) return waitShow(x, 'NotReady', `waiting for checker ${s.waitCheckers.join(', ')} (down)`);
       return decideWait(x);
     case 'ALONE':
       return evaluateAlone(x);

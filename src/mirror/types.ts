@@ -146,6 +146,11 @@ export type MirrorEvent =
       nosync?: boolean;
     })
   | (EventBase & { type: 'heartbeatReceived'; lan: string; message: HeartbeatMessage })
+  /**
+   * A checker whose action is "wait" (the interface checker intf.*, or a configured one) changed: while
+   * any is down the node stays in WAIT(NotReady), leaving ALONE/PRIM/SECOND if it was there.
+   */
+  | (EventBase & { type: 'checker'; name: string; up: boolean })
   /** The runScripts batch `id` ended; ok=false when a start_* script failed (the batch stopped there). */
   | (EventBase & { type: 'scriptsDone'; id: number; ok: boolean; failedScript?: string })
   /** From the replication layer (rfs): whether this node's replicated data is in sync with the primary. */
@@ -298,6 +303,8 @@ export interface MirrorState {
   timerAtMs: number | null;
   /** The last "why" line logged in WAIT, so a blocked node logs it once. */
   lastWaitLog: string;
+  /** "wait" checkers that are down (sorted): the node may not leave WAIT while one is. */
+  waitCheckers: string[];
 }
 
 export interface StepResult {

@@ -1,5 +1,5 @@
 // The scenario driver: from a seed, a random mirror configuration, a random starting point, then a fault
-// phase (partitions per lan, packet loss, crashes and reboots, frozen processes, failing start scripts,
+// phase (partitions per lan, packet loss, crashes and reboots, frozen processes, wait checkers down, failing start scripts,
 // broken replication, operator and automated commands at random), then a quiet phase (network healed,
 // processes resumed, servers rebooted, no new faults) after which the pair must have settled.
 import { EMPTY_PERSISTED, type MirrorCommandName, type MirrorPersisted } from '../mirror/index.ts';
@@ -149,7 +149,8 @@ function act(w: World, n: SimNode, faulting: () => boolean): void {
     [5, 'crash'],
     [8, 'freeze'],
     [4, 'repl-break'],
-    [21, 'nothing'],
+    [4, 'checker'],
+    [17, 'nothing'],
   ] as const);
   switch (what) {
     case 'command': {
@@ -188,6 +189,12 @@ function act(w: World, n: SimNode, faulting: () => boolean): void {
     case 'repl-break':
       w.breakReplication(n);
       return;
+    case 'checker': {
+      // A "wait" checker (interface) goes down for a while: the node must leave its role and wait.
+      w.deliver(n, { type: 'checker', nowMs: w.now, name: 'intf.sim', up: false });
+      w.q.after(rng.int(200, 3000), () => w.deliver(n, { type: 'checker', nowMs: w.now, name: 'intf.sim', up: true }));
+      return;
+    }
     case 'nothing':
       return;
   }

@@ -510,6 +510,8 @@ function formatEvent(ev: MirrorEvent | string): string {
       return `done#${ev.id} ${ev.ok ? 'ok' : `FAIL ${ev.failedScript ?? ''}`}`;
     case 'replicationState':
       return `repl uptodate=${+ev.uptodate}`;
+    case 'checker':
+      return `checker ${ev.name} ${ev.up ? 'up' : 'down'}`;
   }
 }
 

@@ -259,4 +259,20 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
     const o = outages(readProbeLog(probeLog), t0 - 200);
     report.push(`errd 4th failure: node2 stopped by maxloop, node1 took over; outage ${o.map((x) => x.outageMs).join(', ')} ms`);
   });
+
+  it('ip checker: the virtual IP removed by hand on the primary makes it stopstart (the address comes back)', async () => {
+    await waitState('node1', 'ALONE');
+    const v0 = await stayupOn(lab, 'node1', ['state', '-m', MODULE, '-v']);
+    assert.match(v0.stdout, new RegExp(`ip\\.${vip.replace(/\./g, '\\.')}: up`));
+    assert.match(v0.stdout, /intf\.\S+: up/);
+    const t0 = Date.now();
+    await lab.exec('node1', ['ip', 'addr', 'del', `${vip}/24`, 'dev', 'eth0'], { check: true });
+    const restarted = async (): Promise<boolean> => /Action stopstart called by ip\./.test((await stayupOn(lab, 'node1', ['log', '-A', '-m', MODULE, '-s', '300'])).stdout);
+    for (let i = 0; i < 100 && !(await restarted()); i++) await sleep(100);
+    assert.ok(await restarted(), 'stopstart called by the ip checker');
+    await waitState('node1', 'ALONE');
+    await answering('node1');
+    const o = outages(readProbeLog(probeLog), t0 - 200);
+    report.push(`ip checker: VIP deleted on node1, stopstart by ip.${vip}; outage ${o.map((x) => x.outageMs).join(', ')} ms`);
+  });
 });

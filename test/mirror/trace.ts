@@ -250,6 +250,9 @@ export class TraceRunner {
       case 'hb':
         this.feed({ type: 'heartbeatReceived', nowMs: this.now, lan: a.lan ?? 'lan1', message: this.peerMessage(a) }, out);
         break;
+      case 'checker':
+        this.feed({ type: 'checker', nowMs: this.now, name: rest[0] ?? 'intf.x', up: rest[1] === 'up' }, out);
+        break;
       case 'repl':
         this.feed(
           {

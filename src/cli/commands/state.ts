@@ -33,6 +33,7 @@ export function registerStateCommands(program: Command): void {
             lines.push(`heartbeat.remote: ${m.remote.alive ? `${m.peer} ${m.remote.state} (${m.remote.qualifier})` : `${m.peer} not heard`}`);
             for (const l of m.lans) lines.push(`heartbeat.${l.lan}: ${l.up ? 'up' : 'down'}${l.lastHeardAgoMs === null ? '' : ` (last heard ${l.lastHeardAgoMs} ms ago)`}`);
             lines.push(`vip: ${m.vip ? 'up' : 'down'}`, `ready: ${m.ready ? 'yes' : 'no'}`);
+            for (const c of m.checkers) lines.push(`${c.name}: ${c.up ? 'up' : 'down'} (${c.reason})`);
             lines.push(`data: ${m.persisted.uptodate ? 'uptodate' : 'not provably uptodate'}${m.persisted.lastPrim ? ', last primary' : ''}${m.persisted.reintegrationInterrupted ? ', reintegration interrupted' : ''}`);
             if (m.faulted) lines.push(`faulted: ${m.faulted}`);
           }
