@@ -3,7 +3,7 @@
 # npm dependencies. Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(nftables iproute2 iputils-arping iputils-ping fuse3 libfuse3-dev procps python3 util-linux openssl)
+PKGS=(nftables iproute2 iputils-arping iputils-ping fuse3 libfuse3-dev procps python3 util-linux openssl keepalived stress-ng)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
