@@ -46,9 +46,12 @@ export async function buildApp(ctx: DaemonContext, opts: AppOptions = {}): Promi
   });
   app.setErrorHandler((err, req, reply) => {
     if (isStayupError(err)) return reply.code(err.status).send(err.toJSON());
-    const e = err as { validation?: unknown; statusCode?: number; message: string; code?: string };
+    const e = err as { validation?: Array<{ keyword?: string; params?: { allowedValues?: unknown[] } }>; statusCode?: number; message: string; code?: string };
     if (e.validation || (e.statusCode && e.statusCode >= 400 && e.statusCode < 500)) {
-      const se = new StayupError('BAD_REQUEST', `${req.method} ${req.url}: ${e.message}`);
+      // An enum refusal names what is allowed, so the caller can fix the request without the docs.
+      const allowed = e.validation?.find((v) => v.keyword === 'enum')?.params?.allowedValues;
+      const hint = Array.isArray(allowed) ? ` (${allowed.join(', ')})` : '';
+      const se = new StayupError('BAD_REQUEST', `${req.method} ${req.url}: ${e.message}${hint}`);
       return reply.code(e.statusCode === 413 ? 413 : 400).send(se.toJSON());
     }
     req.log.error(err);
