@@ -38,6 +38,8 @@ export type RunScriptsEffect = Extract<MirrorEffect, { type: 'runScripts' }>;
 export interface VipPort {
   up(): Promise<unknown>;
   down(): Promise<unknown>;
+  /** Sends the gratuitous ARP again for addresses already up (after a split brain). */
+  announce(): Promise<unknown>;
 }
 
 /** Runs one batch of module scripts (runTransitionScripts in the daemon). */
@@ -326,6 +328,11 @@ export class MirrorEngine {
           this.#o.log('E', 'mirror', `Local state ${result.state.state} ${result.state.qualifier}${result.state.reason ? ` (${result.state.reason})` : ''}`);
         }
         await this.#carryOut(result.effects);
+        if (!before.peerAlive && this.#s.peerAlive && this.#s.vip && this.#o.vip) {
+          // The peer is back after being lost: it may have held the address meanwhile (a split brain)
+          // and the clients may still send to its hardware address. Announce ours again.
+          this.#o.vip.announce().catch((e: Error) => this.#o.log('E', 'vip', `gratuitous ARP: ${e.message}`));
+        }
         this.#notify();
       }
     } finally {

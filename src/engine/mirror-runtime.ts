@@ -113,7 +113,8 @@ export async function openMirrorEngine(o: {
     module: o.module,
     config: setup.config,
     channel,
-    vip,
+    // up() is idempotent: on addresses already present it only announces them again.
+    vip: vip ? { up: () => vip.up(), down: () => vip.down(), announce: () => vip.up() } : null,
     scripts: moduleScriptPort(o),
     replication: noReplication(),
     store: fileMirrorRecordStore(o.paths, o.module),

@@ -108,6 +108,9 @@ function makeNode(net: MemoryHeartbeatNetwork, clock: ManualClock, key: Buffer, 
       journal.push(`${self} vipDown`);
       n.vipUp = false;
     },
+    async announce() {
+      journal.push(`${self} vipAnnounce`);
+    },
   };
   const scripts: ScriptPort = {
     async run(batch) {
@@ -174,6 +177,24 @@ describe('mirror engine (the daemon shell) over in-memory twins', () => {
     assert.equal(b.engine.status().state, 'ALONE');
     assert.ok(tookOverAt - cutAt >= 1000 - 100 && tookOverAt - cutAt <= 1300, `took over ${tookOverAt - cutAt} ms after the cut`);
     assert.equal(b.vipUp, true);
+  });
+
+  it('after a split brain the primary that stays announces its virtual IP again', async () => {
+    const { clock, net, a, b, journal } = pair();
+    void a.engine.command('start');
+    void b.engine.command('start');
+    await clock.advance(3000);
+    net.partition();
+    await clock.advance(3000);
+    assert.equal(a.engine.status().state, 'ALONE');
+    assert.equal(b.engine.status().state, 'ALONE');
+    const mark = journal.length;
+    net.heal();
+    await clock.advance(3000);
+    assert.equal(a.engine.status().state, 'PRIM');
+    assert.equal(b.engine.status().state, 'SECOND');
+    assert.equal(b.vipUp, false);
+    assert.ok(journal.slice(mark).includes('n1 vipAnnounce'), journal.slice(mark).join('\n'));
   });
 
   it('timers that fire a fraction of a millisecond early do not stop the heartbeats', async () => {
