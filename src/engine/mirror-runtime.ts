@@ -102,6 +102,7 @@ export async function openMirrorEngine(o: {
   const svcVip = o.config.service.vip;
   const vip = svcVip
     ? new VipManager(svcVip, {
+        localAddressView: true,
         onEvent: (e) => {
           if (e.type === 'warning') log('E', 'vip', e.error.message);
           else if (e.type === 'added' || e.type === 'removed') log('I', 'vip', `virtual IP ${e.ip} ${e.type} on ${e.iface}`);
