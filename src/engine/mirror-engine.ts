@@ -31,6 +31,7 @@ import type { ErrorCode } from '../errors/codes.ts';
 import { isStayupError } from '../errors/stayup-error.ts';
 import { decodeHeartbeatMessage, encodeHeartbeatMessage } from './heartbeat-codec.ts';
 import type { MirrorRecordStore } from './mirror-store.ts';
+import type { Scheduler } from '../util/scheduler.ts';
 
 export type RunScriptsEffect = Extract<MirrorEffect, { type: 'runScripts' }>;
 
@@ -71,10 +72,9 @@ export function noReplication(nowMs: () => number = () => Date.now()): Replicati
   };
 }
 
-export interface EngineClock {
+/** A monotonic clock and its timers (the engine's timer is not unref'd: a running module keeps the daemon up). */
+export interface EngineClock extends Scheduler {
   nowMs(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
 }
 
 export const realClock: EngineClock = {

@@ -3,6 +3,7 @@
 // virtual IP is still configured here; action stopstart, on the primary). VipManager does the checking.
 import type { GeneratedChecker } from '../vip/manager.ts';
 import type { EngineLog, MirrorEngine, MirrorStatus } from './mirror-engine.ts';
+import { realScheduler, type Scheduler } from '../util/scheduler.ts';
 
 export interface VipCheckerBindingOptions {
   engine: MirrorEngine;
@@ -10,8 +11,7 @@ export interface VipCheckerBindingOptions {
   log: EngineLog;
   /** How often each checker runs. */
   intervalMs: number;
-  setTimeout?: (fn: () => void, ms: number) => unknown;
-  clearTimeout?: (h: unknown) => void;
+  scheduler?: Scheduler;
 }
 
 function activeFor(c: GeneratedChecker, s: MirrorStatus): boolean {
@@ -23,8 +23,7 @@ function activeFor(c: GeneratedChecker, s: MirrorStatus): boolean {
 
 /** Starts the periodic checks; returns the function that stops them. */
 export function bindVipCheckers(o: VipCheckerBindingOptions): () => void {
-  const setT = o.setTimeout ?? ((fn, ms) => setTimeout(fn, ms).unref());
-  const clearT = o.clearTimeout ?? ((h) => clearTimeout(h as NodeJS.Timeout));
+  const sched = o.scheduler ?? realScheduler;
   let stopped = false;
   let timer: unknown = null;
   let list: GeneratedChecker[] | null = null;
@@ -69,12 +68,12 @@ export function bindVipCheckers(o: VipCheckerBindingOptions): () => void {
   const loop = (): void => {
     if (stopped) return;
     void round().finally(() => {
-      if (!stopped) timer = setT(loop, o.intervalMs);
+      if (!stopped) timer = sched.setTimeout(loop, o.intervalMs);
     });
   };
   loop();
   return () => {
     stopped = true;
-    if (timer !== null) clearT(timer);
+    if (timer !== null) sched.clearTimeout(timer);
   };
 }

@@ -17,19 +17,8 @@ import {
 } from './evaluate.ts';
 import { systemdServiceChecker } from './systemd.ts';
 
-export interface Scheduler {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const realScheduler: Scheduler = {
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return t;
-  },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
+import { realScheduler, type Scheduler } from '../util/scheduler.ts';
+export { realScheduler, type Scheduler };
 
 /** One proc as status() shows it (what `errd list` prints). */
 export type ProcStatus = ProcVerdict;

@@ -41,20 +41,8 @@ export interface VipAddress {
   arpElapseMs: number;
 }
 
-/** Timers, injectable so tests can drive them. */
-export interface Scheduler {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const realScheduler: Scheduler = {
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return t;
-  },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
+import { realScheduler, type Scheduler } from '../util/scheduler.ts';
+export { realScheduler, type Scheduler };
 
 export interface VipManagerOptions {
   /** Runs `ip`, `ss` and `arping` (default: execFile in this process's namespaces). */
