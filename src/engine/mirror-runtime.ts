@@ -11,6 +11,7 @@ import { buildScriptEnv } from '../scripts/environment.ts';
 import { runTransitionScripts } from '../scripts/runner.ts';
 import { installDir, type NodePaths } from '../util/paths.ts';
 import { VipManager } from '../vip/manager.ts';
+import { ResidentVipHelper } from '../vip/resident-helper.ts';
 import { buildMirrorSetup } from './mirror-config.ts';
 import { MirrorEngine, noReplication, type EngineLog, type ScriptPort } from './mirror-engine.ts';
 import { fileMirrorRecordStore } from './mirror-store.ts';
@@ -100,9 +101,12 @@ export async function openMirrorEngine(o: {
   const log = engineLog(o.log);
   const channel = await HeartbeatTransport.open({ lans: setup.lans, moduleId: o.moduleId, moduleKey: key, node: o.self, peer: setup.config.peer });
   const svcVip = o.config.service.vip;
+  const helper = svcVip ? new ResidentVipHelper() : null;
+  helper?.start();
   const vip = svcVip
     ? new VipManager(svcVip, {
         localAddressView: true,
+        ...(helper ? { fastOps: helper } : {}),
         onEvent: (e) => {
           if (e.type === 'warning') log('E', 'vip', e.error.message);
           else if (e.type === 'added' || e.type === 'removed') log('I', 'vip', `virtual IP ${e.ip} ${e.type} on ${e.iface}`);
@@ -134,6 +138,14 @@ export async function openMirrorEngine(o: {
       handlerTimeoutMs: o.config.service.user?.nicestoptimeoutMs ?? 300_000,
     });
     engine.onClose(binding.stop);
+  }
+  if (helper && vip) {
+    engine.onClose(() => helper.close());
+    // Open the packet socket of the VIP's interface now: the first gratuitous ARP of a takeover is then quick.
+    void vip
+      .status()
+      .then((st) => Promise.all([...new Set(st.map((x) => x.interface).filter((i): i is string => !!i))].map((i) => helper.warm(i))))
+      .catch((e: Error) => log('I', 'vip', `resident VIP helper not prepared: ${e.message}`));
   }
   if (vip) engine.onClose(bindVipCheckers({ engine, checkers: () => vip.checkers(), log, intervalMs: VIP_CHECK_INTERVAL_MS }));
   engine.start();

@@ -4,6 +4,7 @@
 // Every system command goes through an injected CommandRunner (see README.md for the exact commands).
 import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
+import type { FastVipOps } from './resident-helper.ts';
 import { StayupError, isStayupError } from '../errors/stayup-error.ts';
 import type { ErrorCode } from '../errors/codes.ts';
 import type { Vip } from '../config/userconfig/types.ts';
@@ -66,6 +67,8 @@ export interface VipManagerOptions {
    * Only for a manager whose `run` acts on this process's own network namespace (the daemon's).
    */
   localAddressView?: boolean;
+  /** The resident helper (resident-helper.ts): IPv4 adds and the first gratuitous ARP without a process. */
+  fastOps?: FastVipOps;
 }
 
 export type VipEvent =
@@ -128,6 +131,8 @@ export interface GeneratedChecker {
 }
 
 const MAX_IFNAME = 15;
+/** With the resident helper, the arping burst comes this long after its first gratuitous ARP. */
+const FAST_GARP_FOLLOW_UP_MS = 200;
 /** Route attributes we can write back with `ip route replace`; a route with anything else is left alone. */
 const ROUTE_KEYS = new Set(['dst', 'gateway', 'dev', 'protocol', 'scope', 'prefsrc', 'metric', 'type', 'flags']);
 const ROUTE_FLAGS = new Set(['onlink', 'linkdown']);
@@ -187,6 +192,7 @@ export class VipManager {
   readonly #timeoutMs: number;
   readonly #onEvent: (e: VipEvent) => void;
   readonly #localView: boolean;
+  readonly #fast: FastVipOps | undefined;
   readonly #ips = new Map<string, string>();
   /** Where up() put each VIP (by configured addr), for the checkers and down(). */
   readonly #placed = new Map<string, VipPlacement>();
@@ -208,6 +214,7 @@ export class VipManager {
     this.#timeoutMs = opts.commandTimeoutMs ?? 10_000;
     this.#onEvent = opts.onEvent ?? (() => {});
     this.#localView = opts.localAddressView ?? false;
+    this.#fast = opts.fastOps;
   }
 
   // --------------------------------------------------------------------------------------- public API
@@ -246,10 +253,13 @@ export class VipManager {
             details: { ip, iface, on: holders.map((h) => h.ifname) },
           });
         } else {
-          const argv = this.#addArgv(ip, iface, prefixLen);
-          const r = await this.#cmd(argv, `VIP ${ip} on ${iface}`);
-          if (r.code !== 0 && !/already assigned|File exists/i.test(r.stderr)) throw this.#failed(`VIP ${ip} on ${iface}`, argv, r);
-          added = r.code === 0;
+          if (await this.#fastAdd(ip, iface, prefixLen)) added = true;
+          else {
+            const argv = this.#addArgv(ip, iface, prefixLen);
+            const r = await this.#cmd(argv, `VIP ${ip} on ${iface}`);
+            if (r.code !== 0 && !/already assigned|File exists/i.test(r.stderr)) throw this.#failed(`VIP ${ip} on ${iface}`, argv, r);
+            added = r.code === 0;
+          }
           this.#onEvent({ type: 'added', addr: e.addr, ip, iface, prefixLen });
         }
         const placement: VipPlacement = { addr: e.addr, ip, iface, prefixLen: here?.prefixLen ?? prefixLen, added };
@@ -401,8 +411,30 @@ export class VipManager {
   #addArgv(ip: string, iface: string, prefixLen: number): string[] {
     const argv = ['ip', 'addr', 'add', `${ip}/${prefixLen}`, 'dev', iface];
     if (ipFamily(ip) === 6) return [...argv, 'nodad'];
+    const label = this.#labelOf(iface);
+    return label ? [...argv, 'label', label] : argv;
+  }
+
+  /** The IPv4 label `<dev>:<suffix>`, or '' when there is none or it would not fit. */
+  #labelOf(iface: string): string {
     const label = this.#labelSuffix ? `${iface}:${this.#labelSuffix}` : '';
-    return label && label.length <= MAX_IFNAME ? [...argv, 'label', label] : argv;
+    return label.length <= MAX_IFNAME ? label : '';
+  }
+
+  /**
+   * Adds an IPv4 VIP through the resident helper (no process started). False when there is no helper,
+   * the address is IPv6, or the helper failed: the caller then runs `ip` (which reports the error).
+   */
+  async #fastAdd(ip: string, iface: string, prefixLen: number): Promise<boolean> {
+    if (!this.#fast || ipFamily(ip) !== 4) return false;
+    try {
+      await this.#fast.addAddress(ip, prefixLen, iface, this.#labelOf(iface));
+      return true;
+    } catch (err) {
+      if ((err as { errno?: number }).errno === 17) return true; // EEXIST: already there
+      this.#onEvent({ type: 'warning', error: new StayupError('VIP_FAILED', `VIP ${ip} on ${iface}: resident helper: ${(err as Error).message}; using ip`) });
+      return false;
+    }
   }
 
   async #downOne(e: VipAddress, links: IpLink[]): Promise<VipRemoval> {
@@ -528,7 +560,12 @@ export class VipManager {
 
   /** The first burst now, the second later, and the arpreroute refreshes. */
   #announce(e: VipAddress, ip: string, iface: string): void {
-    this.#garp(ip, iface, 'burst');
+    // The first packets at once from the resident helper; the arping burst follows as before, a little
+    // later, because starting a process stalls this one for milliseconds in the middle of a takeover.
+    if (this.#fast && ipFamily(ip) === 4) {
+      this.#fast.garp(ip, iface, 1).catch((err: Error) => this.#onEvent({ type: 'warning', error: new StayupError('VIP_FAILED', `VIP ${ip} on ${iface}: resident helper gratuitous ARP: ${err.message}`) }));
+      this.#after(FAST_GARP_FOLLOW_UP_MS, () => this.#garp(ip, iface, 'burst'));
+    } else this.#garp(ip, iface, 'burst');
     if (this.#secondBurstMs > 0) this.#after(this.#secondBurstMs, () => this.#garp(ip, iface, 'repeat'));
     if (e.arpreroute && e.arpIntervalMs > 0) {
       let elapsed = 0;
