@@ -628,7 +628,7 @@ function takeover(x: Ctx, why: string): void {
   s.plan = makePlan('failover', [
     { do: 'log', level: 'I', message: why },
     { do: 'replication', role: 'off', sync: 'none' },
-    { do: 'persist', patch: { uptodate: true, lastPrim: true, gen } },
+    { do: 'persist', patch: { uptodate: true, lastPrim: true, gen, reintegrating: false } },
     { do: 'show', state: 'ALONE', qualifier: 'Transient', reason: why },
     ...rowSteps('SECOND', 'ALONE', 'start'),
     { do: 'replication', role: 'prim', sync: 'none' },
@@ -1059,7 +1059,8 @@ function evaluateSecond(x: Ctx): void {
     log(x, 'E', MSG.primaryWentAlone);
     return leave(x, 'WAIT', { action: 'stopwait', force: false, reason: MSG.primaryWentAlone });
   }
-  if (s.qualifier === 'Ready') {
+  // Without replicated data there is nothing a secondary could lack: it takes over even while Transient.
+  if (s.qualifier === 'Ready' || !s.config.replicatedData) {
     if (!s.config.failover) {
       log(x, 'E', MSG.failoverOff);
       leave(x, 'WAIT', { action: 'stopwait', force: false, reason: MSG.failoverOff });
