@@ -42,20 +42,20 @@ export function bindErrd(o: ErrdBindingOptions): { monitor: ProcessMonitor; stop
   };
 
   async function act(req: ActionRequest): Promise<void> {
+    // The monitor has logged the failure itself (E); the machine logs "Action … called by errd".
     const a = req.action;
     if (a === 'noaction') {
-      o.log('E', 'errd', `${req.reason}: no action configured`);
+      o.log('I', 'errd', `${req.proc}: no action configured`);
       return;
     }
     if (typeof a === 'string') {
-      o.log('E', 'errd', req.reason);
       const r = await o.engine.command(a, { identity: 'errd' });
       if (!r.ok) o.log('I', 'errd', `${a} after "${req.reason}" not carried out: ${r.message}`);
       return;
     }
     // A handler: the reference runs it and does a stopstart when it fails.
     const script = isAbsolute(a.handler) ? a.handler : join(o.binDir, a.handler);
-    o.log('E', 'errd', `${req.reason}: handler ${a.handler}`);
+    o.log('I', 'errd', `${req.proc}: running handler ${a.handler}`);
     const r = await runScript({
       module: o.module,
       script: basename(script),

@@ -198,7 +198,8 @@ export class MirrorEngine {
     const had = this.#checkers.get(name);
     this.#checkers.set(name, { up, reason, wait: action === 'wait' });
     if (action === 'wait' && (had === undefined ? !up : had.up !== up)) this.#enqueue((nowMs) => ({ type: 'checker', nowMs, name, up }));
-    if (had?.up !== up) this.#o.log(up ? 'I' : 'E', 'checker', `${name} ${up ? 'up' : 'down'}: ${reason}`);
+    // A wait checker's change is the machine's event ("Checker … down", E): only the detail here.
+    if (had?.up !== up) this.#o.log(up || action === 'wait' ? 'I' : 'E', 'checker', `${name} ${up ? 'up' : 'down'}: ${reason}`);
   }
 
   /** The replication layer's report (also what noReplication() calls). */

@@ -5,3 +5,4 @@ export { SCRIPT_ORDER, scriptOrder, formatCall, isStartScript } from './scripts-
 export type { TransitionKey } from './scripts-order.ts';
 export { MSG } from './messages.ts';
 export type * from './types.ts';
+export { MIRROR_COMMANDS } from './types.ts';

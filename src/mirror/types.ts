@@ -1,6 +1,6 @@
 // The types of the mirror state machine: its configuration, what it keeps on disk, the events it is
 // given, the effects it asks for, and the heartbeat message the two nodes exchange. Everything here is
-// plain data (no classes, no functions), so states, events and effects can be logged, compared and
+// plain data (no classes, no functions; one constant list of the command names), so states, events and effects can be logged, compared and
 // replayed. See README.md in this folder for the contract between the machine and the daemon shell.
 import type { ErrorCode } from '../errors/codes.ts';
 
@@ -83,16 +83,8 @@ export interface MirrorPersisted {
 export type StartMode = 'auto' | 'prim' | 'primforce' | 'second';
 
 /** Operator (or automated) commands, reference §1.3. */
-export type MirrorCommandName =
-  | 'start'
-  | 'stop'
-  | 'restart'
-  | 'stopstart'
-  | 'forcestop'
-  | 'swap'
-  | 'prim'
-  | 'second'
-  | 'primforce';
+export const MIRROR_COMMANDS = ['start', 'stop', 'restart', 'stopstart', 'forcestop', 'swap', 'prim', 'second', 'primforce'] as const;
+export type MirrorCommandName = (typeof MIRROR_COMMANDS)[number];
 
 /**
  * What a node tells its peer every pulse, on every heartbeat lan (the shell seals it with the module key).

@@ -5,9 +5,11 @@ import type { Command } from 'commander';
 import { StayupError } from '../../errors/stayup-error.ts';
 import type { ModuleStatus } from '../../daemon/module-manager.ts';
 import type { NodeClient } from '../client.ts';
+import type { MirrorCommandName } from '../../mirror/types.ts';
 import { runOnTargets, moduleName, hostsOf } from '../run.ts';
 
-const COMMANDS: Array<{ name: string; help: string; identity: boolean }> = [
+/** Every command but swap (which takes an argument): the names are the machine's, checked by the type. */
+const COMMANDS: Array<{ name: Exclude<MirrorCommandName, 'swap'>; help: string; identity: boolean }> = [
   { name: 'start', help: 'start the module (a mirror node chooses primary, secondary or WAIT by itself)', identity: false },
   { name: 'stop', help: 'stop the module', identity: true },
   { name: 'restart', help: 'run the stop then start scripts of the current state, without changing state', identity: true },

@@ -5,16 +5,15 @@ import type { DaemonContext } from '../context.ts';
 import type { ModuleStateName } from '../module-manager.ts';
 import { decodeModuleKey, generateModuleKey } from '../../heartbeat/module-key.ts';
 import { StayupError } from '../../errors/stayup-error.ts';
+import { MIRROR_COMMANDS, type MirrorCommandName } from '../../mirror/types.ts';
+import { moduleParam } from './modules.ts';
 
-const moduleParam = { type: 'object', properties: { module: { type: 'string', maxLength: 256 } } } as const;
-export const MODULE_COMMANDS = ['start', 'stop', 'restart', 'stopstart', 'forcestop', 'swap', 'prim', 'second', 'primforce'] as const;
-type ModuleCommand = (typeof MODULE_COMMANDS)[number];
 const STATES: readonly ModuleStateName[] = ['STOP', 'WAIT', 'ALONE', 'PRIM', 'SECOND', 'UP'];
 /** A wait longer than this is refused: clients loop instead of holding a request for hours. */
 export const MAX_WAIT_MS = 600_000;
 
 export function registerControlRoutes(app: FastifyInstance, ctx: DaemonContext): void {
-  app.post<{ Params: { module: string }; Body: { command: ModuleCommand; nosync?: boolean; identity?: string } }>(
+  app.post<{ Params: { module: string }; Body: { command: MirrorCommandName; nosync?: boolean; identity?: string } }>(
     '/api/v1/modules/:module/command',
     {
       config: { role: 'Control', command: 'module command' },
@@ -26,7 +25,7 @@ export function registerControlRoutes(app: FastifyInstance, ctx: DaemonContext):
           required: ['command'],
           additionalProperties: false,
           properties: {
-            command: { type: 'string', enum: [...MODULE_COMMANDS] },
+            command: { type: 'string', enum: [...MIRROR_COMMANDS] },
             nosync: { type: 'boolean', description: 'swap only: the old primary becomes secondary without resynchronisation' },
             identity: { type: 'string', maxLength: 64, pattern: '^[A-Za-z0-9_.:-]+$', description: 'automated caller (the stop -i of a script): counted by maxloop' },
           },

@@ -6,7 +6,7 @@ import { moduleLog } from '../module-logs.ts';
 import { decodeModuleKey } from '../../heartbeat/module-key.ts';
 
 // Names are checked by the package store, which answers MODULE_NAME_INVALID with the rule.
-const moduleParam = { type: 'object', properties: { module: { type: 'string', maxLength: 256 } } } as const;
+export const moduleParam = { type: 'object', properties: { module: { type: 'string', maxLength: 256 } } } as const;
 
 export function registerModuleRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   app.get('/api/v1/modules', { config: { role: 'Monitor' }, schema: { summary: 'Installed modules with their ids' } }, async () => ({ modules: ctx.modules.list() }));
