@@ -1,0 +1,156 @@
+// What the peer is missing: per path, either some zones of a file, the whole object, or a directory whose
+// entries must be compared ("list") possibly with everything under it ("deep"). The primary keeps it while
+// the peer is away or being reintegrated; the reintegration drains it. Paths are replication paths
+// (`<dir index>/<relative path>`, see paths.ts), so one set serves every replicated directory of a module.
+//
+// Renames move marks with the name (the peer, when it later receives the same rename, holds the old
+// content under the new name) and deletions are recorded as a listing of the parent, so a reintegration
+// removes on the peer what the primary no longer has.
+
+import { parentOf } from './paths.ts';
+
+export interface DirtyEntry {
+  /** Zone numbers (offset / zoneBytes) of a file, or null: the whole object. */
+  zones: Set<number> | null;
+  /** Compare this directory's entries with the peer's. */
+  list: boolean;
+  /** ... and treat everything under it as dirty (full or unclean scopes, a directory renamed while away). */
+  deep: boolean;
+}
+
+export class DirtySet {
+  private readonly entries = new Map<string, DirtyEntry>();
+  /** Paths by depth (number of '/'), so takeNext is cheap with a million entries. */
+  private readonly byDepth: Array<Set<string>> = [];
+
+  constructor(readonly zoneBytes: number) {
+    if (!(zoneBytes > 0)) throw new Error(`DirtySet: zoneBytes ${zoneBytes}`);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  has(path: string): boolean {
+    return this.entries.has(path);
+  }
+
+  get(path: string): DirtyEntry | undefined {
+    return this.entries.get(path);
+  }
+
+  /** Is `path` (or a directory above it) waiting to be brought up to date? */
+  covers(path: string): boolean {
+    if (this.entries.has(path)) return true;
+    for (let p = parentOf(path); p !== null; p = parentOf(p)) {
+      if (this.entries.get(p)?.deep) return true;
+    }
+    return false;
+  }
+
+  /** Bytes [offset, offset+length) of a file changed. */
+  markZones(path: string, offset: number, length: number): void {
+    const e = this.entries.get(path);
+    if (e && e.zones === null) return;
+    const first = Math.floor(offset / this.zoneBytes);
+    const last = Math.floor((offset + Math.max(length, 1) - 1) / this.zoneBytes);
+    const zones = e?.zones ?? new Set<number>();
+    for (let z = first; z <= last; z++) zones.add(z);
+    if (e) e.zones = zones;
+    else this.put(path, { zones, list: false, deep: false });
+  }
+
+  /** The whole object changed (created, attributes, a file of unknown content). */
+  markAll(path: string): void {
+    const e = this.entries.get(path);
+    if (e) e.zones = null;
+    else this.put(path, { zones: null, list: false, deep: false });
+  }
+
+  /** A directory's entries changed (something created, removed or renamed in it). */
+  markList(path: string, deep = false): void {
+    const e = this.entries.get(path);
+    if (e) {
+      e.zones = null;
+      e.list = true;
+      e.deep ||= deep;
+    } else this.put(path, { zones: null, list: true, deep });
+  }
+
+  /** An object was removed: forget its marks (and those under it); its parent's listing will remove it. */
+  removed(path: string): void {
+    this.deleteTree(path);
+    const parent = parentOf(path);
+    if (parent !== null) this.markList(parent);
+  }
+
+  /** `from` was renamed to `to` (flags: RENAME_EXCHANGE swaps both). Marks move with the names. */
+  renamed(from: string, to: string, exchange: boolean): void {
+    const moved = this.takeTree(from);
+    const back = exchange ? this.takeTree(to) : (this.deleteTree(to), []);
+    for (const [p, e] of moved) this.put(to + p.slice(from.length), e);
+    for (const [p, e] of back) this.put(from + p.slice(to.length), e);
+    // The peer has no object under the new name (or an older one): all of it, and for a directory
+    // everything below, unless the peer receives this very rename later (live), which the caller handles.
+    this.markList(to, true);
+    if (exchange) this.markList(from, true);
+    for (const p of [parentOf(from), parentOf(to)]) if (p !== null) this.markList(p);
+  }
+
+  /** Takes the first entry in processing order: shallow paths first, so parents exist before children. */
+  takeNext(): [string, DirtyEntry] | undefined {
+    let best: string | undefined;
+    for (const bucket of this.byDepth) {
+      if (bucket?.size) {
+        best = bucket.values().next().value as string;
+        break;
+      }
+    }
+    if (best === undefined) return undefined;
+    const e = this.entries.get(best)!;
+    this.drop(best);
+    return [best, e];
+  }
+
+  /** Every entry (for persisting). */
+  *all(): IterableIterator<[string, DirtyEntry]> {
+    yield* this.entries;
+  }
+
+  set(path: string, e: DirtyEntry): void {
+    this.put(path, e);
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.byDepth.length = 0;
+  }
+
+  private put(path: string, e: DirtyEntry): void {
+    this.entries.set(path, e);
+    const d = depth(path);
+    (this.byDepth[d] ??= new Set()).add(path);
+  }
+
+  private drop(path: string): void {
+    this.entries.delete(path);
+    this.byDepth[depth(path)]?.delete(path);
+  }
+
+  private takeTree(root: string): Array<[string, DirtyEntry]> {
+    const out: Array<[string, DirtyEntry]> = [];
+    for (const [p, e] of this.entries) if (p === root || p.startsWith(`${root}/`)) out.push([p, e]);
+    for (const [p] of out) this.drop(p);
+    return out;
+  }
+
+  private deleteTree(root: string): void {
+    this.takeTree(root);
+  }
+}
+
+function depth(p: string): number {
+  let n = 0;
+  for (let i = 0; i < p.length; i++) if (p.charCodeAt(i) === 47) n++;
+  return n;
+}

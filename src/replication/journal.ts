@@ -1,0 +1,123 @@
+// The primary's change journal: the DirtySet written to disk as it grows, so that a primary that stops
+// cleanly while its peer is away (or restarts) still knows exactly which zones the peer is missing.
+//
+// File `modvar/<m>/rfs/journal.jsonl`: a header line {"syncId", "startedMs"} naming the sync point the
+// marks are relative to, then one record per new mark. Appends are not fsynced one by one (that would tax
+// every write of a primary running alone); the file is fsynced on a clean stop, and `rfs/state.json`
+// says whether the last stop was clean. After an unclean stop the journal is not trusted and the
+// reintegration falls back to comparing what changed since the last sync point (see source.ts).
+
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { DirtySet } from './dirty-set.ts';
+
+type Rec =
+  | { o: 'z'; p: string; z: number }
+  | { o: 'a'; p: string }
+  | { o: 'l'; p: string; d: boolean }
+  | { o: 'x'; p: string }
+  | { o: 'r'; f: string; t: string; x: boolean };
+
+export class Journal {
+  readonly dirty: DirtySet;
+  private fd: number | null = null;
+  syncId: string | null = null;
+
+  constructor(private readonly file: string, zoneBytes: number) {
+    this.dirty = new DirtySet(zoneBytes);
+  }
+
+  /** Loads the journal of a clean stop. Returns false (and an empty set) when there is none or it is damaged. */
+  load(): boolean {
+    this.dirty.clear();
+    this.syncId = null;
+    if (!existsSync(this.file)) return false;
+    const lines = readFileSync(this.file, 'utf8').split('\n');
+    try {
+      const head = JSON.parse(lines[0]!) as { syncId?: unknown };
+      if (typeof head.syncId !== 'string') return false;
+      for (const line of lines.slice(1)) {
+        if (!line) continue;
+        this.replay(JSON.parse(line) as Rec);
+      }
+      this.syncId = head.syncId;
+      return true;
+    } catch {
+      this.dirty.clear();
+      return false;
+    }
+  }
+
+  /** Starts a new journal relative to sync point `syncId`, keeping the marks already in memory. */
+  reset(syncId: string | null, nowMs: number): void {
+    this.closeFile();
+    this.syncId = syncId;
+    this.fd = openSync(this.file, 'w', 0o600);
+    this.append({ syncId, startedMs: nowMs });
+    for (const [p, e] of this.dirty.all()) {
+      if (e.list) this.append({ o: 'l', p, d: e.deep });
+      else if (e.zones === null) this.append({ o: 'a', p });
+      else for (const z of e.zones) this.append({ o: 'z', p, z });
+    }
+  }
+
+  markZones(p: string, offset: number, length: number): void {
+    const before = this.dirty.get(p);
+    if (before?.zones === null) return;
+    const had = new Set(before?.zones ?? []);
+    this.dirty.markZones(p, offset, length);
+    for (const z of this.dirty.get(p)!.zones ?? []) if (!had.has(z)) this.append({ o: 'z', p, z });
+  }
+
+  markAll(p: string): void {
+    if (this.dirty.get(p)?.zones === null) return;
+    this.dirty.markAll(p);
+    this.append({ o: 'a', p });
+  }
+
+  markList(p: string, deep = false): void {
+    const e = this.dirty.get(p);
+    if (e?.list && (e.deep || !deep)) return;
+    this.dirty.markList(p, deep);
+    this.append({ o: 'l', p, d: deep });
+  }
+
+  removed(p: string): void {
+    this.dirty.removed(p);
+    this.append({ o: 'x', p });
+  }
+
+  renamed(from: string, to: string, exchange: boolean): void {
+    this.dirty.renamed(from, to, exchange);
+    this.append({ o: 'r', f: from, t: to, x: exchange });
+  }
+
+  /** Makes the journal durable (clean stop). */
+  flush(): void {
+    if (this.fd !== null) fsyncSync(this.fd);
+  }
+
+  close(): void {
+    this.closeFile();
+  }
+
+  private replay(r: Rec): void {
+    switch (r.o) {
+      case 'z': this.dirty.markZones(r.p, r.z * this.dirty.zoneBytes, 1); break;
+      case 'a': this.dirty.markAll(r.p); break;
+      case 'l': this.dirty.markList(r.p, r.d); break;
+      case 'x': this.dirty.removed(r.p); break;
+      case 'r': this.dirty.renamed(r.f, r.t, r.x); break;
+      default: throw new Error('bad journal record');
+    }
+  }
+
+  private append(rec: unknown): void {
+    if (this.fd === null) return;
+    writeSync(this.fd, `${JSON.stringify(rec)}\n`);
+  }
+
+  private closeFile(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}

@@ -1,0 +1,263 @@
+// The replication stream's frames: one ordered, length-prefixed binary stream per direction.
+//
+//   frame = u32 length (of what follows) | u8 type | fields in the order of the type's schema
+//   u8/u32 = unsigned, little-endian; i64 = signed 64-bit (bigint); str = u32 length + UTF-8;
+//   bytes = u32 length + raw; opt-* = u8 present flag + the value.
+//
+// The source (primary) sends file operations and resync requests; the target (secondary) answers with
+// cumulative acknowledgements and the replies to resync requests. Frames carry no sequence number: both
+// ends count the source's frames, and an ACK carries how many frames have been received (async="second")
+// or applied (async="none"). Every field is checked on decode; a bad frame is a ProtocolError that names
+// the frame type and the field, and the connection is dropped (nothing of that frame is applied).
+
+export const PROTOCOL_VERSION = 1;
+/** A frame larger than this is refused before buffering it (1 MiB writes + headers, 8 MiB resync blocks). */
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024 + 4096;
+
+type Kind = 'u8' | 'u32' | 'i64' | 'str' | 'bytes' | 'opt-u32' | 'opt-i64';
+type KindValue<K extends Kind> = K extends 'u8' | 'u32'
+  ? number
+  : K extends 'i64'
+    ? bigint
+    : K extends 'str'
+      ? string
+      : K extends 'bytes'
+        ? Buffer
+        : K extends 'opt-u32'
+          ? number | null
+          : bigint | null;
+
+const SCHEMAS = {
+  // source -> target: the handshake
+  hello: [1, { version: 'u32', module: 'str', node: 'str', session: 'str' }],
+  // source -> target: file operations, applied in order (paths relative to the replicated root)
+  create: [10, { path: 'str', flags: 'u32', mode: 'u32', uid: 'u32', gid: 'u32', mtimeNs: 'i64' }],
+  write: [11, { path: 'str', offset: 'i64', mtimeNs: 'i64', sync: 'u8', data: 'bytes' }],
+  mknod: [12, { path: 'str', mode: 'u32', rdev: 'u32', uid: 'u32', gid: 'u32' }],
+  mkdir: [13, { path: 'str', mode: 'u32', uid: 'u32', gid: 'u32' }],
+  symlink: [14, { path: 'str', target: 'str', uid: 'u32', gid: 'u32' }],
+  link: [15, { path: 'str', newPath: 'str' }],
+  unlink: [16, { path: 'str' }],
+  rmdir: [17, { path: 'str' }],
+  rename: [18, { path: 'str', newPath: 'str', flags: 'u32' }],
+  setattr: [19, { path: 'str', mode: 'opt-u32', uid: 'opt-u32', gid: 'opt-u32', size: 'opt-i64', atimeNs: 'opt-i64', mtimeNs: 'opt-i64' }],
+  fallocate: [20, { path: 'str', mode: 'u32', offset: 'i64', length: 'i64', mtimeNs: 'i64' }],
+  setxattr: [21, { path: 'str', name: 'str', flags: 'u32', value: 'bytes' }],
+  removexattr: [22, { path: 'str', name: 'str' }],
+  fsync: [23, { path: 'str', datasync: 'u8' }],
+  // source -> target: reintegration
+  syncBegin: [30, { syncId: 'str', scope: 'str' }],
+  listReq: [31, { id: 'u32', path: 'str' }],
+  sumReq: [32, { id: 'u32', path: 'str', blockSize: 'u32' }],
+  /** Remove a path and everything under it (an entry the source does not have). */
+  rmtree: [33, { path: 'str' }],
+  /** Make `path` a regular file of `size` bytes with these attributes (created if missing). */
+  fileMeta: [34, { path: 'str', mode: 'u32', uid: 'u32', gid: 'u32', size: 'i64', mtimeNs: 'i64' }],
+  /** Directory attributes after its entries were reconciled. */
+  dirMeta: [35, { path: 'str', mode: 'u32', uid: 'u32', gid: 'u32', mtimeNs: 'i64' }],
+  syncEnd: [36, { syncId: 'str', lastSyncMs: 'i64' }],
+  /** While in sync: the last sync time moves on (both nodes persist it). */
+  syncMark: [37, { lastSyncMs: 'i64' }],
+  // target -> source
+  welcome: [50, { version: 'u32', node: 'str', state: 'str' }],
+  ack: [51, { count: 'i64' }],
+  /** The entries of a directory: names and types packed (see packEntries). */
+  list: [52, { id: 'u32', exists: 'u8', entries: 'bytes' }],
+  /** A file's size and block checksums (16 bytes per block), or exists 0. */
+  sum: [53, { id: 'u32', exists: 'u8', kind: 'u8', size: 'i64', sums: 'bytes' }],
+  /** The target failed to apply frame number `count`: it is no longer a faithful copy. */
+  fail: [54, { count: 'i64', error: 'str' }],
+} as const satisfies Record<string, readonly [number, Record<string, Kind>]>;
+
+export type FrameName = keyof typeof SCHEMAS;
+type SchemaOf<N extends FrameName> = (typeof SCHEMAS)[N][1];
+type Fields<N extends FrameName> = { -readonly [F in keyof SchemaOf<N>]: SchemaOf<N>[F] extends Kind ? KindValue<SchemaOf<N>[F]> : never };
+export type Frame = { [N in FrameName]: { type: N } & Fields<N> }[FrameName];
+export type FrameOf<N extends FrameName> = Extract<Frame, { type: N }>;
+
+const BY_CODE = new Map<number, FrameName>(Object.entries(SCHEMAS).map(([n, [code]]) => [code, n as FrameName]));
+
+export class ProtocolError extends Error {
+  override name = 'ProtocolError';
+}
+
+/** Encodes a frame. Byte fields are not copied: the result is a list of buffers to write in order. */
+export function encodeFrame(frame: Frame): Buffer[] {
+  const [code, schema] = SCHEMAS[frame.type];
+  const values = frame as unknown as Record<string, unknown>;
+  let headLen = 5;
+  const tail: Buffer[] = [];
+  const strings: Buffer[] = [];
+  for (const [field, kind] of Object.entries(schema) as Array<[string, Kind]>) {
+    const v = values[field];
+    switch (kind) {
+      case 'u8': headLen += 1; break;
+      case 'u32': headLen += 4; break;
+      case 'i64': headLen += 8; break;
+      case 'opt-u32': headLen += v === null || v === undefined ? 1 : 5; break;
+      case 'opt-i64': headLen += v === null || v === undefined ? 1 : 9; break;
+      case 'str': { const b = Buffer.from(v as string, 'utf8'); strings.push(b); headLen += 4 + b.length; break; }
+      case 'bytes': headLen += 4; break;
+    }
+  }
+  const head = Buffer.allocUnsafe(headLen);
+  let o = 4;
+  head[o++] = code;
+  let si = 0;
+  let bodyBytes = 0;
+  for (const [field, kind] of Object.entries(schema) as Array<[string, Kind]>) {
+    const v = values[field];
+    switch (kind) {
+      case 'u8': head[o++] = v as number; break;
+      case 'u32': head.writeUInt32LE(v as number, o); o += 4; break;
+      case 'i64': head.writeBigInt64LE(v as bigint, o); o += 8; break;
+      case 'opt-u32':
+        if (v === null || v === undefined) head[o++] = 0;
+        else { head[o++] = 1; head.writeUInt32LE(v as number, o); o += 4; }
+        break;
+      case 'opt-i64':
+        if (v === null || v === undefined) head[o++] = 0;
+        else { head[o++] = 1; head.writeBigInt64LE(v as bigint, o); o += 8; }
+        break;
+      case 'str': { const b = strings[si++]!; head.writeUInt32LE(b.length, o); o += 4; b.copy(head, o); o += b.length; break; }
+      case 'bytes': {
+        // Byte fields are always last in their schema, so the payload can follow the head unchanged.
+        const b = v as Buffer;
+        head.writeUInt32LE(b.length, o); o += 4;
+        tail.push(b);
+        bodyBytes += b.length;
+        break;
+      }
+    }
+  }
+  head.writeUInt32LE(headLen - 4 + bodyBytes, 0);
+  return tail.length ? [head, ...tail] : [head];
+}
+
+/** Decodes one frame body (type byte + fields, without the length prefix). */
+export function decodeFrame(body: Buffer): Frame {
+  if (body.length < 1) throw new ProtocolError('empty frame');
+  const name = BY_CODE.get(body[0]!);
+  if (!name) throw new ProtocolError(`unknown frame type ${body[0]}`);
+  const [, schema] = SCHEMAS[name];
+  const out: Record<string, unknown> = { type: name };
+  let o = 1;
+  const need = (n: number, field: string): void => {
+    if (o + n > body.length) throw new ProtocolError(`frame ${name}: field ${field} runs past the end of the frame`);
+  };
+  for (const [field, kind] of Object.entries(schema) as Array<[string, Kind]>) {
+    switch (kind) {
+      case 'u8': need(1, field); out[field] = body[o++]; break;
+      case 'u32': need(4, field); out[field] = body.readUInt32LE(o); o += 4; break;
+      case 'i64': need(8, field); out[field] = body.readBigInt64LE(o); o += 8; break;
+      case 'opt-u32':
+      case 'opt-i64': {
+        need(1, field);
+        const present = body[o++];
+        if (present === 0) { out[field] = null; break; }
+        if (present !== 1) throw new ProtocolError(`frame ${name}: field ${field} has presence byte ${present}`);
+        if (kind === 'opt-u32') { need(4, field); out[field] = body.readUInt32LE(o); o += 4; }
+        else { need(8, field); out[field] = body.readBigInt64LE(o); o += 8; }
+        break;
+      }
+      case 'str':
+      case 'bytes': {
+        need(4, field);
+        const n = body.readUInt32LE(o); o += 4;
+        need(n, field);
+        const slice = body.subarray(o, o + n); o += n;
+        if (kind === 'bytes') { out[field] = slice; break; }
+        const s = slice.toString('utf8');
+        if (Buffer.byteLength(s) !== n) throw new ProtocolError(`frame ${name}: field ${field} is not valid UTF-8`);
+        out[field] = s;
+        break;
+      }
+    }
+  }
+  if (o !== body.length) throw new ProtocolError(`frame ${name}: ${body.length - o} unexpected bytes after the last field`);
+  return out as Frame;
+}
+
+/**
+ * Splits a byte stream into frame bodies. Feed it chunks as they arrive; it hands every complete frame body
+ * to `onBody` (a view that stays valid: it is copied out of the stream buffer when it spans chunks).
+ */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(private readonly maxFrameBytes = MAX_FRAME_BYTES) {}
+
+  push(chunk: Buffer, onBody: (body: Buffer) => void): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    for (;;) {
+      if (this.buffered < 4) return;
+      const len = this.peekLength();
+      if (len < 1 || len > this.maxFrameBytes) throw new ProtocolError(`frame length ${len} outside 1..${this.maxFrameBytes}`);
+      if (this.buffered < 4 + len) return;
+      onBody(this.take(4 + len).subarray(4));
+    }
+  }
+
+  private peekLength(): number {
+    const first = this.chunks[0]!;
+    if (first.length >= 4) return first.readUInt32LE(0);
+    return Buffer.concat(this.chunks, 4).readUInt32LE(0);
+  }
+
+  private take(n: number): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length >= n) {
+      const out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      this.buffered -= n;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let o = 0;
+    while (o < n) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.length, n - o);
+      c.copy(out, o, 0, k);
+      o += k;
+      if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
+    this.buffered -= n;
+    return out;
+  }
+}
+
+/** Directory entries for a `list` frame: per entry u8 type (see ENTRY_TYPES) + u32 name length + name. */
+export const ENTRY_TYPES = ['file', 'dir', 'symlink', 'other'] as const;
+export type EntryType = (typeof ENTRY_TYPES)[number];
+
+export function packEntries(entries: ReadonlyArray<{ name: string; type: EntryType }>): Buffer {
+  const parts: Buffer[] = [];
+  for (const e of entries) {
+    const name = Buffer.from(e.name, 'utf8');
+    const h = Buffer.allocUnsafe(5);
+    h[0] = ENTRY_TYPES.indexOf(e.type);
+    h.writeUInt32LE(name.length, 1);
+    parts.push(h, name);
+  }
+  return Buffer.concat(parts);
+}
+
+export function unpackEntries(b: Buffer): Array<{ name: string; type: EntryType }> {
+  const out: Array<{ name: string; type: EntryType }> = [];
+  let o = 0;
+  while (o < b.length) {
+    if (o + 5 > b.length) throw new ProtocolError('list: truncated entry');
+    const type = ENTRY_TYPES[b[o]!];
+    if (!type) throw new ProtocolError(`list: entry type ${b[o]}`);
+    const n = b.readUInt32LE(o + 1);
+    o += 5;
+    if (o + n > b.length) throw new ProtocolError('list: truncated entry name');
+    out.push({ name: b.subarray(o, o + n).toString('utf8'), type });
+    o += n;
+  }
+  return out;
+}

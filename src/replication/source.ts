@@ -1,0 +1,646 @@
+// The primary's end of the replication: turns the mount's mutation events into frames, holds each
+// application call until the peer has acknowledged it, keeps the DirtySet (journal) while the peer is
+// away, and reintegrates a returning peer while the application keeps writing.
+//
+// Why this is consistent. Every frame is built on the JavaScript thread, in the order the mount applied
+// the operations, and resync data is read from the real files at the moment its frame is queued. So on
+// the peer, for every object, the stream is: an older state (its own copy, or resync data read at time t)
+// followed by every operation applied after t. The exceptions are handled by "coverage": an operation on
+// an object the peer does not have yet (it is still in the DirtySet, or an ancestor directory is being
+// compared) is not sent; it is marked instead, and the reintegration sends the object later, as it is then.
+// A file whose checksums are awaited drops its data operations: the comparison reads the file after them.
+//
+// Data safety: an application call returns only when (a) the peer acknowledged its frame, or (b) the peer
+// is not being replicated to, in which case the change is in the journal first. When the link breaks,
+// the paths of unacknowledged frames go into the journal before their calls are released.
+
+import { randomUUID } from 'node:crypto';
+import { closeSync, constants as C, lstatSync, openSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
+import type { FrameLink } from './link.ts';
+import type { Journal } from './journal.ts';
+import { unpackEntries, type Frame, type FrameOf } from './protocol.ts';
+import { parentOf, replPath, splitReplPath, type ReplicationFilter } from './paths.ts';
+import { readFully, SUM_BYTES, blockSum } from './target.ts';
+import type { LiveOp } from './live-op.ts';
+
+export interface SourceDir {
+  /** `/proc/self/fd/<rootFd>`: the real data under the mount. */
+  underPath: string;
+  filter: ReplicationFilter;
+  reply(job: number, errno: number): void;
+}
+
+/** What a connecting secondary says about itself (the welcome frame's state). */
+export interface TargetState {
+  /** What its mirror machine asked for. */
+  sync: 'incremental' | 'full' | 'none';
+  /** The sync point its data matches, if it knows one. */
+  syncId: string | null;
+  /** Its last stop was clean (everything it acknowledged is on its disk). */
+  clean: boolean;
+  lastSyncMs: number | null;
+  /** Files it changed itself since its last sync point (a former primary that crashed). */
+  hints: string[];
+  hintsOverflow: boolean;
+}
+
+export interface SourceEvents {
+  log(level: 'I' | 'E', message: string): void;
+  /** The peer is a faithful copy from now on (syncEnd queued). */
+  inSync(syncId: string, stats: ResyncStats): void;
+  /** The link ended (reason), the peer is no longer replicated to. */
+  lost(reason: string): void;
+}
+
+export interface ResyncStats {
+  scope: string;
+  bytesSent: number;
+  filesCopied: number;
+  durationMs: number;
+}
+
+export interface SourceOptions {
+  dirs: readonly SourceDir[];
+  journal: Journal;
+  /** Checksum block for comparing files (and resync write size): 1 MiB. */
+  blockBytes: number;
+  /** Parallel reintegration requests (<rfs nbrei>). */
+  nbrei: number;
+  /** Reintegration bandwidth cap in bytes/s (<rfs reiallowedbw>), or 0. */
+  reiBytesPerS: number;
+  /** Grace before the last sync point for an unclean reintegration (files modified after it are compared). */
+  uncleanGraceMs: number;
+  /** Our own last sync time (for the unclean cutoff). */
+  lastSyncMs: () => number | null;
+  nowMs: () => number;
+  events: SourceEvents;
+}
+
+type Pending = { count: bigint; dir: number; job: number };
+type Sent = { count: bigint; paths: string[] };
+type InProgress = { kind: 'list' | 'sum'; deep: boolean; scan: boolean };
+
+const WRITE_CHUNK_BYTES = 1024 * 1024;
+
+export class ReplicationSource {
+  private link: FrameLink | null = null;
+  private sentCount = 0n;
+  private ackedCount = 0n;
+  private pending: Pending[] = [];
+  private pendingHead = 0;
+  private sentPaths: Sent[] = [];
+  /** Handle -> replication path (null once unlinked) and whether it writes synchronously. */
+  private readonly handles = new Map<string, { path: string | null; sync: boolean }>();
+  /** Objects being reintegrated: waiting for the peer's listing or checksums. */
+  private readonly inProgress = new Map<string, InProgress>();
+  private readonly waiting = new Map<number, (f: Frame) => void>();
+  private nextId = 1;
+  private resyncing: { scope: string; started: number; bytes: number; files: number; cutoffNs: bigint | null; fullCompare: boolean; syncId: string } | null = null;
+  private wake: (() => void) | null = null;
+  private bwTokens = 0;
+  private bwAt = 0;
+  private congested = false;
+
+  constructor(private readonly o: SourceOptions) {}
+
+  get connected(): boolean {
+    return this.link !== null;
+  }
+
+  get inSync(): boolean {
+    return this.link !== null && this.resyncing === null;
+  }
+
+  status(): { connected: boolean; resyncing: boolean; dirty: number; unacked: number } {
+    return { connected: this.link !== null, resyncing: this.resyncing !== null, dirty: this.o.journal.dirty.size, unacked: this.pending.length - this.pendingHead };
+  }
+
+  // ------------------------------------------------------------------------------------------ live ops
+
+  /** A mutation the mount applied locally (dir = index of the replicated directory). */
+  onOp(dir: number, ev: LiveOp): void {
+    const d = this.o.dirs[dir]!;
+    const P = (rel: string | null): string | null => (rel === null || !d.filter.replicates(rel) ? null : replPath(dir, rel));
+    const hkey = (h: number): string => `${dir}:${h}`;
+    const frames: Frame[] = [];
+    const touched: string[] = [];
+    const j = this.o.journal;
+    const live = (p: string): boolean => this.link !== null && !this.covered(p);
+    switch (ev.op) {
+      case 'open':
+      case 'create': {
+        const p = P(ev.path);
+        this.handles.set(hkey(ev.handle), { path: p, sync: (ev.flags & (C.O_SYNC | C.O_DSYNC)) !== 0 });
+        if (p === null) break;
+        if (ev.op === 'create') {
+          if (live(p)) frames.push({ type: 'create', path: p, flags: ev.flags, mode: ev.mode, uid: ev.uid, gid: ev.gid, mtimeNs: ev.mtimeNs });
+          else this.markNew(p);
+        } else if ((ev.flags & C.O_TRUNC) !== 0) {
+          if (live(p)) frames.push(setattr(p, { size: 0n, mtimeNs: ev.mtimeNs ?? null }));
+          else this.markData(p, 0, 0);
+        }
+        break;
+      }
+      case 'release':
+        this.handles.delete(hkey(ev.handle));
+        break;
+      case 'write': {
+        const h = this.handles.get(hkey(ev.handle));
+        const p = h?.path ?? null;
+        if (p === null) break;
+        if (live(p)) frames.push({ type: 'write', path: p, offset: BigInt(ev.offset), mtimeNs: ev.mtimeNs, sync: h!.sync ? 1 : 0, data: ev.data });
+        else this.markData(p, ev.offset, ev.data.length);
+        break;
+      }
+      case 'fallocate': {
+        const p = this.handles.get(hkey(ev.handle))?.path ?? null;
+        if (p === null) break;
+        if (live(p)) frames.push({ type: 'fallocate', path: p, mode: ev.mode, offset: BigInt(ev.offset), length: BigInt(ev.length), mtimeNs: ev.mtimeNs });
+        else this.markData(p, ev.offset, ev.length);
+        break;
+      }
+      case 'fsync': {
+        const p = this.handles.get(hkey(ev.handle))?.path ?? null;
+        if (p !== null && live(p)) frames.push({ type: 'fsync', path: p, datasync: ev.datasync ? 1 : 0 });
+        break;
+      }
+      case 'fsyncdir': {
+        const p = P(ev.path);
+        if (p !== null && live(p)) frames.push({ type: 'fsync', path: p, datasync: ev.datasync ? 1 : 0 });
+        break;
+      }
+      case 'setattr': {
+        const p = ev.handle !== undefined && ev.handle !== null ? (this.handles.get(hkey(ev.handle))?.path ?? null) : P(ev.path ?? null);
+        if (p === null) break;
+        if (live(p)) {
+          frames.push(setattr(p, { mode: ev.mode ?? null, uid: ev.uid ?? null, gid: ev.gid ?? null, size: ev.size !== undefined && ev.size !== null ? BigInt(ev.size) : null, atimeNs: ev.atimeNs ?? null, mtimeNs: ev.mtimeNs ?? null }));
+        } else if (ev.size !== undefined && ev.size !== null) this.markData(p, Number(ev.size), 0);
+        else this.markMeta(p);
+        break;
+      }
+      case 'setxattr':
+      case 'removexattr': {
+        const p = P(ev.path);
+        if (p === null) break;
+        if (live(p)) frames.push(ev.op === 'setxattr' ? { type: 'setxattr', path: p, name: ev.name, flags: ev.flags, value: ev.value } : { type: 'removexattr', path: p, name: ev.name });
+        else this.markMeta(p);
+        break;
+      }
+      case 'mknod':
+      case 'mkdir':
+      case 'symlink': {
+        const p = P(ev.path);
+        if (p === null) break;
+        if (!live(p)) this.markNew(p);
+        else if (ev.op === 'mknod') frames.push({ type: 'mknod', path: p, mode: ev.mode, rdev: ev.rdev, uid: ev.uid, gid: ev.gid });
+        else if (ev.op === 'mkdir') frames.push({ type: 'mkdir', path: p, mode: ev.mode, uid: ev.uid, gid: ev.gid });
+        else frames.push({ type: 'symlink', path: p, target: ev.target, uid: ev.uid, gid: ev.gid });
+        break;
+      }
+      case 'link': {
+        const a = P(ev.path);
+        const b = P(ev.newPath);
+        if (b === null) break;
+        if (a !== null && live(a) && live(b)) frames.push({ type: 'link', path: a, newPath: b });
+        else this.markNew(b);
+        break;
+      }
+      case 'unlink':
+      case 'rmdir': {
+        const p = P(ev.path);
+        for (const h of this.handles.values()) if (h.path === p) h.path = null;
+        if (p === null) break;
+        if (live(p)) frames.push({ type: ev.op, path: p });
+        else j.removed(p);
+        break;
+      }
+      case 'rename': {
+        const a = P(ev.path);
+        const b = P(ev.newPath);
+        this.renameHandles(a, b, ev.flags === 2);
+        if (a === null && b === null) break;
+        if (a !== null && b !== null && live(a) && live(b)) frames.push({ type: 'rename', path: a, newPath: b, flags: ev.flags });
+        else if (a !== null && b !== null) j.renamed(a, b, ev.flags === 2);
+        else if (a !== null) {
+          // Renamed out of what is replicated: on the peer it is gone.
+          if (live(a)) frames.push({ type: 'rmtree', path: a });
+          else j.removed(a);
+        } else j.markList(b!, true);
+        break;
+      }
+    }
+    for (const f of frames) {
+      if ('path' in f) touched.push(f.path);
+      if ('newPath' in f) touched.push(f.newPath);
+    }
+    this.finish(dir, ev.job, frames, touched);
+  }
+
+  /** Sends the frames of one operation; its call returns when the last one is acknowledged. */
+  private finish(dir: number, job: number, frames: Frame[], paths: string[]): void {
+    if (frames.length === 0 || this.link === null) {
+      if (job) this.o.dirs[dir]!.reply(job, 0);
+      return;
+    }
+    for (const f of frames) this.send(f);
+    this.sentPaths.push({ count: this.sentCount, paths });
+    if (job) this.pending.push({ count: this.sentCount, dir, job });
+  }
+
+  private send(f: Frame): void {
+    this.sentCount++;
+    if (!this.link!.send(f)) this.congested = true;
+  }
+
+  /** Reintegration waits here when the link has more than its high-water mark queued; live frames never wait. */
+  private async drain(link: FrameLink): Promise<void> {
+    await link.drained();
+    this.congested = false;
+  }
+
+  private covered(p: string): boolean {
+    if (this.o.journal.dirty.covers(p)) return true;
+    if (this.inProgress.size === 0) return false;
+    const own = this.inProgress.get(p);
+    if (own) return true;
+    for (let q = parentOf(p); q !== null; q = parentOf(q)) if (this.inProgress.get(q)?.kind === 'list') return true;
+    return false;
+  }
+
+  /** A data change to a path the peer does not have in its current form. */
+  private markData(p: string, offset: number, length: number): void {
+    // The file's checksums are awaited: the comparison will read it after this change.
+    if (this.inProgress.get(p)?.kind === 'sum') return;
+    this.o.journal.markZones(p, offset, length);
+  }
+
+  private markMeta(p: string): void {
+    if (this.inProgress.get(p)?.kind === 'sum') return;
+    this.o.journal.markAll(p);
+  }
+
+  private markNew(p: string): void {
+    this.o.journal.markAll(p);
+    const parent = parentOf(p);
+    if (parent !== null) this.o.journal.markList(parent);
+    this.kick();
+  }
+
+  private renameHandles(a: string | null, b: string | null, exchange: boolean): void {
+    for (const h of this.handles.values()) {
+      if (h.path === null) continue;
+      if (a !== null && (h.path === a || h.path.startsWith(`${a}/`))) h.path = b === null ? null : b + h.path.slice(a.length);
+      else if (exchange && b !== null && (h.path === b || h.path.startsWith(`${b}/`))) h.path = a === null ? null : a + h.path.slice(b.length);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------ the link
+
+  /** A secondary connected (after the hello/welcome exchange). Starts its reintegration. */
+  attach(link: FrameLink, target: TargetState): void {
+    if (this.link) throw new Error('ReplicationSource: already attached');
+    this.link = link;
+    this.sentCount = 0n;
+    this.ackedCount = 0n;
+    link.onFrame((f) => this.onFrame(f));
+    link.onClose((e) => this.detach(e ? e.message : 'the link closed'));
+    this.startResync(target);
+  }
+
+  /** Drops the link: unacknowledged changes go to the journal, then their calls are released. */
+  detach(reason: string): void {
+    const link = this.link;
+    if (!link) return;
+    this.link = null;
+    const j = this.o.journal;
+    for (const s of this.sentPaths) if (s.count > this.ackedCount) for (const p of s.paths) j.markAll(p);
+    for (const [p, ip] of this.inProgress) ip.kind === 'list' ? j.markList(p, ip.deep) : j.markAll(p);
+    this.inProgress.clear();
+    this.sentPaths = [];
+    for (const w of this.waiting.values()) w({ type: 'fail', count: 0n, error: 'link closed' });
+    this.waiting.clear();
+    this.resyncing = null;
+    this.releaseAll();
+    link.close();
+    this.kick();
+    this.o.events.lost(reason);
+  }
+
+  /** Every held call returns (the changes are in the journal or acknowledged). */
+  private releaseAll(): void {
+    for (let i = this.pendingHead; i < this.pending.length; i++) {
+      const p = this.pending[i]!;
+      this.o.dirs[p.dir]!.reply(p.job, 0);
+    }
+    this.pending = [];
+    this.pendingHead = 0;
+  }
+
+  /** The oldest call waiting for the peer, and since when it is sent (for locktimeout). */
+  oldestUnacked(): bigint | null {
+    return this.pendingHead < this.pending.length ? this.pending[this.pendingHead]!.count : null;
+  }
+
+  private onFrame(f: Frame): void {
+    switch (f.type) {
+      case 'ack': {
+        if (f.count > this.sentCount || f.count < this.ackedCount) {
+          this.detach(`the peer acknowledged frame ${f.count}, ${this.sentCount} were sent`);
+          return;
+        }
+        this.ackedCount = f.count;
+        while (this.pendingHead < this.pending.length && this.pending[this.pendingHead]!.count <= f.count) {
+          const p = this.pending[this.pendingHead++]!;
+          this.o.dirs[p.dir]!.reply(p.job, 0);
+        }
+        if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
+          this.pending = this.pending.slice(this.pendingHead);
+          this.pendingHead = 0;
+        }
+        let k = 0;
+        while (k < this.sentPaths.length && this.sentPaths[k]!.count <= f.count) k++;
+        if (k) this.sentPaths.splice(0, k);
+        return;
+      }
+      case 'list':
+      case 'sum': {
+        const w = this.waiting.get(f.id);
+        if (!w) {
+          this.detach(`reply ${f.type} ${f.id} to no request`);
+          return;
+        }
+        this.waiting.delete(f.id);
+        w(f);
+        return;
+      }
+      case 'fail':
+        this.o.events.log('E', `replication: the secondary could not apply ${f.error}; it will be reintegrated`);
+        this.detach(`the secondary failed: ${f.error}`);
+        return;
+      default:
+        this.detach(`unexpected frame ${f.type} from the secondary`);
+    }
+  }
+
+  /** Periodic: the last sync time moves on while the peer is a faithful copy. */
+  mark(nowMs: number): void {
+    if (this.inSync) {
+      this.send({ type: 'syncMark', lastSyncMs: BigInt(Math.round(nowMs)) });
+      this.sentPaths.push({ count: this.sentCount, paths: [] });
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------ resync
+
+  private startResync(t: TargetState): void {
+    const j = this.o.journal;
+    const dirs = this.o.dirs.map((_, i) => replPath(i, ''));
+    let scope: string;
+    let cutoffNs: bigint | null = null;
+    let fullCompare = false;
+    if (t.sync === 'none') {
+      scope = 'none (swap nosync)';
+      j.dirty.clear();
+    } else if (t.sync === 'full') {
+      scope = 'full';
+      fullCompare = true;
+      j.dirty.clear();
+      for (const d of dirs) j.markList(d, true);
+    } else if (t.syncId !== null && t.syncId === j.syncId && j.syncId !== null) {
+      scope = `incremental (${j.dirty.size} changed paths)`;
+    } else {
+      const last = Math.min(t.lastSyncMs ?? 0, this.o.lastSyncMs() ?? 0);
+      cutoffNs = BigInt(Math.max(0, last - this.o.uncleanGraceMs)) * 1_000_000n;
+      scope = last > 0 ? `changed since ${new Date(last - this.o.uncleanGraceMs).toISOString()}` : 'full (no common sync point)';
+      if (last === 0) fullCompare = true;
+      for (const d of dirs) j.markList(d, true);
+    }
+    if (t.hintsOverflow) for (const d of dirs) j.markList(d, true);
+    for (const h of t.hints) j.markAll(h);
+    const syncId = randomUUID();
+    this.resyncing = { scope, started: this.o.nowMs(), bytes: 0, files: 0, cutoffNs, fullCompare, syncId };
+    this.send({ type: 'syncBegin', syncId, scope });
+    this.o.events.log('I', `Reintegration of the secondary: ${scope}`);
+    void this.runResync(this.link!).catch((e: Error) => this.detach(`reintegration failed: ${e.message}`));
+  }
+
+  private kick(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private async runResync(link: FrameLink): Promise<void> {
+    const j = this.o.journal;
+    const outstanding = new Set<Promise<void>>();
+    while (this.link === link) {
+      const next = outstanding.size < this.o.nbrei ? j.dirty.takeNext() : undefined;
+      if (next) {
+        const task = this.syncOne(link, next[0], next[1].zones, next[1].deep || next[1].list, next[1].deep);
+        if (task) {
+          const t: Promise<void> = task.finally(() => outstanding.delete(t));
+          outstanding.add(t);
+        }
+        if (this.congested) await this.drain(link);
+        continue;
+      }
+      if (outstanding.size > 0) {
+        await Promise.race(outstanding);
+        continue;
+      }
+      if (this.resyncing && j.dirty.size === 0 && this.inProgress.size === 0) {
+        const r = this.resyncing;
+        this.resyncing = null;
+        const now = Math.round(Date.now());
+        this.send({ type: 'syncEnd', syncId: r.syncId, lastSyncMs: BigInt(now) });
+        this.sentPaths.push({ count: this.sentCount, paths: [] });
+        j.reset(r.syncId, now);
+        this.o.events.inSync(r.syncId, { scope: r.scope, bytesSent: r.bytes, filesCopied: r.files, durationMs: this.o.nowMs() - r.started });
+      }
+      // Idle: in sync, or waiting for marks made by live operations on objects still to send.
+      await new Promise<void>((resolve) => (this.wake = resolve));
+      if (this.link === link && !this.resyncing && j.dirty.size > 0) {
+        // A live operation needed an object the peer lacks (e.g. renamed in from an excluded path).
+        this.resyncing = { scope: 'catch-up', started: this.o.nowMs(), bytes: 0, files: 0, cutoffNs: null, fullCompare: false, syncId: randomUUID() };
+      }
+    }
+  }
+
+  /** Brings one path up to date on the peer. Returns a promise when it waits for the peer. */
+  private syncOne(link: FrameLink, p: string, zones: Set<number> | null, list: boolean, deep: boolean): Promise<void> | null {
+    const st = this.lstat(p);
+    if (!st) {
+      this.send({ type: 'rmtree', path: p });
+      return null;
+    }
+    if (st.isDirectory()) {
+      if (!list) {
+        // Attributes only.
+        this.send({ type: 'dirMeta', path: p, mode: Number(st.mode) & 0o7777, uid: Number(st.uid), gid: Number(st.gid), mtimeNs: st.mtimeNs });
+        return null;
+      }
+      return this.request(link, p, 'list', deep, (id) => ({ type: 'listReq', id, path: p }), (f) => this.onList(p, f as FrameOf<'list'>, deep));
+    }
+    if (st.isSymbolicLink() || !st.isFile()) {
+      this.send({ type: 'rmtree', path: p });
+      const meta = { uid: Number(st.uid), gid: Number(st.gid) };
+      if (st.isSymbolicLink()) this.send({ type: 'symlink', path: p, target: this.readlink(p), ...meta });
+      else this.send({ type: 'mknod', path: p, mode: Number(st.mode), rdev: Number(st.rdev), ...meta });
+      return null;
+    }
+    if (zones !== null) {
+      // The journal knows which zones changed; the peer has the rest.
+      return this.sendFile(link, p, (b) => zones.has(Math.floor((b * this.o.blockBytes) / this.o.journal.dirty.zoneBytes)));
+    }
+    return this.request(link, p, 'sum', false, (id) => ({ type: 'sumReq', id, path: p, blockSize: this.o.blockBytes }), (f) => {
+      const s = f as FrameOf<'sum'>;
+      if (!s.exists || s.kind !== 0) {
+        if (s.exists) this.send({ type: 'rmtree', path: p });
+        return this.sendFile(link, p, () => true);
+      }
+      const blocks = s.sums.length / SUM_BYTES;
+      return this.sendFile(link, p, (b, data) => b >= blocks || !blockSum(data).equals(s.sums.subarray(b * SUM_BYTES, (b + 1) * SUM_BYTES)));
+    });
+  }
+
+  private request(link: FrameLink, p: string, kind: 'list' | 'sum', deep: boolean, make: (id: number) => Frame, then: (f: Frame) => Promise<void> | void): Promise<void> {
+    const id = this.nextId++;
+    this.inProgress.set(p, { kind, deep, scan: false });
+    this.send(make(id));
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.set(id, (f) => {
+        if (this.link !== link || f.type === 'fail') return resolve();
+        this.inProgress.delete(p);
+        Promise.resolve()
+          .then(() => then(f))
+          .then(resolve, reject);
+      });
+    });
+  }
+
+  private onList(p: string, f: FrameOf<'list'>, deep: boolean): void {
+    const j = this.o.journal;
+    const st = this.lstat(p);
+    if (!st || !st.isDirectory()) {
+      j.markAll(p);
+      return;
+    }
+    const meta = { mode: Number(st.mode) & 0o7777, uid: Number(st.uid), gid: Number(st.gid) };
+    if (!f.exists) this.send({ type: 'dirMeta', path: p, ...meta, mtimeNs: st.mtimeNs });
+    const theirs = new Map(f.exists ? unpackEntries(f.entries).map((e) => [e.name, e.type] as const) : []);
+    const { dirIndex, rel } = splitReplPath(p);
+    const filter = this.o.dirs[dirIndex]!.filter;
+    const ours = new Map<string, string>();
+    for (const e of this.readdir(p)) {
+      const childRel = rel === '' ? e.name : `${rel}/${e.name}`;
+      if (filter.replicates(childRel)) ours.set(e.name, e.type);
+    }
+    for (const [name] of theirs) if (!ours.has(name)) this.send({ type: 'rmtree', path: `${p}/${name}` });
+    const r = this.resyncing;
+    for (const [name, type] of ours) {
+      const child = `${p}/${name}`;
+      const same = theirs.get(name) === type;
+      if (type === 'dir') {
+        if (!same || deep) j.markList(child, deep || !same);
+        continue;
+      }
+      if (!same) {
+        if (theirs.has(name)) this.send({ type: 'rmtree', path: child });
+        j.markAll(child);
+      } else if (deep && type === 'file') {
+        // Unclean reintegration: only files modified since the cutoff are compared.
+        if (r && !r.fullCompare && r.cutoffNs !== null) {
+          const cst = this.lstat(child);
+          if (cst && cst.mtimeNs <= r.cutoffNs) continue;
+        }
+        j.markAll(child);
+      } else if (deep) j.markAll(child);
+    }
+    if (f.exists) this.send({ type: 'dirMeta', path: p, ...meta, mtimeNs: st.mtimeNs });
+  }
+
+  /** Sends a file's attributes, then the blocks `wanted` says the peer lacks, read now. */
+  private async sendFile(link: FrameLink, p: string, wanted: (block: number, data: Buffer) => boolean): Promise<void> {
+    const under = this.under(p);
+    let fd: number;
+    try {
+      fd = openSync(under, C.O_RDONLY | C.O_NOFOLLOW);
+    } catch {
+      this.o.journal.markAll(p);
+      return;
+    }
+    try {
+      const st = lstatSync(under, { bigint: true });
+      const size = Number(st.size);
+      this.send({ type: 'fileMeta', path: p, mode: Number(st.mode) & 0o7777, uid: Number(st.uid), gid: Number(st.gid), size: BigInt(size), mtimeNs: st.mtimeNs });
+      const bs = this.o.blockBytes;
+      const buf = Buffer.allocUnsafe(bs);
+      if (this.resyncing) this.resyncing.files++;
+      for (let b = 0; b * bs < size; b++) {
+        if (this.link !== link) return;
+        const n = readFully(fd, buf, bs, b * bs);
+        if (n === 0) break;
+        const data = buf.subarray(0, n);
+        if (!wanted(b, data)) continue;
+        await this.throttle(n);
+        if (this.link !== link) return;
+        // Read again right before queueing: what is sent is the file as it is now (see the header).
+        const now = readFully(fd, buf, bs, b * bs);
+        if (now === 0) break;
+        const mtimeNs = lstatSync(under, { bigint: true }).mtimeNs;
+        for (let o = 0; o < now; o += WRITE_CHUNK_BYTES) {
+          const part = Buffer.from(buf.subarray(o, Math.min(now, o + WRITE_CHUNK_BYTES)));
+          this.send({ type: 'write', path: p, offset: BigInt(b * bs + o), mtimeNs, sync: 0, data: part });
+        }
+        this.sentPaths.push({ count: this.sentCount, paths: [p] });
+        if (this.resyncing) this.resyncing.bytes += now;
+        if (this.congested) await this.drain(link);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private async throttle(bytes: number): Promise<void> {
+    const rate = this.o.reiBytesPerS;
+    if (!rate) return;
+    const now = this.o.nowMs();
+    this.bwTokens = Math.min(rate, this.bwTokens + ((now - this.bwAt) * rate) / 1000);
+    this.bwAt = now;
+    this.bwTokens -= bytes;
+    if (this.bwTokens < 0) await new Promise((r) => setTimeout(r, (-this.bwTokens / rate) * 1000));
+  }
+
+  private under(p: string): string {
+    const { dirIndex, rel } = splitReplPath(p);
+    const base = this.o.dirs[dirIndex]!.underPath;
+    return rel === '' ? base : `${base}/${rel}`;
+  }
+
+  private lstat(p: string): BigIntStats | null {
+    try {
+      return lstatSync(this.under(p), { bigint: true });
+    } catch {
+      return null;
+    }
+  }
+
+  private readdir(p: string): Array<{ name: string; type: string }> {
+    try {
+      return readdirSync(this.under(p), { withFileTypes: true }).map((e) => ({
+        name: e.name,
+        type: e.isDirectory() ? 'dir' : e.isFile() ? 'file' : e.isSymbolicLink() ? 'symlink' : 'other',
+      }));
+    } catch {
+      return [];
+    }
+  }
+
+  private readlink(p: string): string {
+    return readlinkSync(this.under(p), 'utf8');
+  }
+}
+
+function setattr(path: string, a: Partial<Omit<FrameOf<'setattr'>, 'type' | 'path'>>): Frame {
+  return { type: 'setattr', path, mode: a.mode ?? null, uid: a.uid ?? null, gid: a.gid ?? null, size: a.size ?? null, atimeNs: a.atimeNs ?? null, mtimeNs: a.mtimeNs ?? null };
+}
