@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything stayup needs on a fresh Debian machine (run as root): Debian packages and the
 # npm dependencies. Idempotent: a second run only checks.
+#   --bench   also the packages only the replication bench needs (GlusterFS server and client, fio); kept
+#             out of the default list so CI does not pay for them (bench/replication.ts runs this itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(nftables iproute2 iputils-arping iputils-ping fuse3 libfuse3-dev procps python3 util-linux openssl keepalived stress-ng)
+BENCH_PKGS=(glusterfs-server glusterfs-client fio)
+for arg in "$@"; do
+  case "$arg" in
+    --bench) PKGS+=("${BENCH_PKGS[@]}") ;;
+    *) echo "setup: unknown option $arg (only --bench)" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

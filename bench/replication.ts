@@ -1,0 +1,402 @@
+// npm run bench:replication -- [--targets local,stayup,glusterfs] [--reps N] [--quick] [--keep-lab]
+//                                [--async second|none]
+//
+// File-system cost of replication, in one run on two lab servers: the same four workloads on a plain
+// directory of node1 (local), a stayup mirror module's replicated directory (stayup, node1 primary, node2
+// secondary) and a GlusterFS replica 2 volume across the two servers (glusterfs), plus stayup's resync
+// rate. See bench/README.md. Readable lines as it goes; the last line of stdout is one JSON object.
+// Needs root (namespaces, mounts). Exit 0 when every requested target gave its figures, 1 when one failed
+// (its entry is {"error": ...}), 2 on bad usage.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Lab } from '../src/lab/lab.ts';
+import { isAlive } from '../src/lab/sys.ts';
+import { buildHelper, FIGURE_TEXT, FIGURES, fmtFigure, FULL_SIZES, medians, QUICK_SIZES, runWorkloads, type Exec, type Figure, type FigureResult, type WorkloadResults, type WorkloadSizes } from './lib/fsbench.ts';
+import { GLUSTER_CONFIGS, GLUSTER_MOUNT, GlusterVolume, type GlusterConfig, type GlusterPlacement } from './lib/gluster.ts';
+import { FULL_RESYNC, MODULE, QUICK_RESYNC, REPL_DIR, ReplicatedModule, type ResyncResult, type ResyncSizes, type RfsAsync } from './lib/repl-stayup.ts';
+import { StayupCluster } from './lib/stayup.ts';
+
+const TARGETS = ['local', 'stayup', 'glusterfs'] as const;
+type Target = (typeof TARGETS)[number];
+const LAB_PREFIX = 'replbench-';
+/** The local target: a plain directory on node1's private /var/lib/app (the same disk as the others). */
+const LOCAL_DIR = '/var/lib/app/local-bench';
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * The goal of the replication work, stayup against GlusterFS replica 2 on the same machine: write latency
+ * at most half, fsync IOPS and files/s at least double, sequential at least equal.
+ */
+const GOAL: Record<Figure, { factor: number; better: 'lower' | 'higher' }> = {
+  write_p50_us: { factor: 0.5, better: 'lower' },
+  fsync_iops: { factor: 2, better: 'higher' },
+  seq_mib_s: { factor: 1, better: 'higher' },
+  files_per_s: { factor: 2, better: 'higher' },
+};
+
+/**
+ * Which GlusterFS configuration each compared figure comes from, as in the issue's baseline
+ * (shared/reference/fuse-perf.md): write() latency with write-behind off, since with it on a write()
+ * returns before any brick has the data while stayup's returns after the secondary acknowledged it; the
+ * other three with the defaults (GlusterFS's fastest), where an fsync makes both equally durable.
+ */
+const GLUSTER_FIGURE_CONFIG: Record<Figure, GlusterConfig> = {
+  write_p50_us: 'write_behind_off',
+  fsync_iops: 'defaults',
+  seq_mib_s: 'defaults',
+  files_per_s: 'defaults',
+};
+const CONFIG_TEXT: Record<GlusterConfig, string> = {
+  defaults: 'defaults (performance.write-behind on, performance.flush-behind on)',
+  write_behind_off: 'performance.write-behind off, performance.flush-behind off',
+};
+
+interface Args {
+  targets: Target[];
+  reps?: number;
+  quick: boolean;
+  keepLab: boolean;
+  async: RfsAsync;
+}
+
+const USAGE = `usage: npm run bench:replication -- [options]
+  --targets LIST     comma-separated, of local, stayup, glusterfs (default: all three)
+  --reps N           repetitions of each workload; the figure is the median (default 3, --quick 1)
+  --quick            smaller sizes for a smoke run (2 s / 3 s fio runs, 64 MiB sequential, 300 files, 128 MiB resync set)
+  --keep-lab         leave the lab (and GlusterFS, stayup) running for debugging; \`stayup lab down --name NAME\` removes it
+  --async MODE       stayup <rfs async="second|none"> (default second)
+`;
+
+function usage(msg: string): never {
+  process.stderr.write(`bench:replication: ${msg}\n${USAGE}`);
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { targets: [...TARGETS], quick: false, keepLab: false, async: 'second' };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]!;
+    const [name, inline] = k.includes('=') ? [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)] : [k, undefined];
+    const val = (): string | undefined => inline ?? argv[++i];
+    switch (name) {
+      case '--targets': {
+        const v = val();
+        const list = (v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+        if (!list.length || list.some((t) => !(TARGETS as readonly string[]).includes(t))) usage(`--targets takes a list of ${TARGETS.join(', ')}`);
+        // Always in the same order, whatever the order given.
+        a.targets = TARGETS.filter((t) => list.includes(t));
+        break;
+      }
+      case '--reps': {
+        const v = val();
+        if (v === undefined || !/^\d+$/.test(v) || Number(v) < 1) usage('--reps needs an integer >= 1');
+        a.reps = Number(v);
+        break;
+      }
+      case '--quick':
+        a.quick = true;
+        break;
+      case '--keep-lab':
+        a.keepLab = true;
+        break;
+      case '--async': {
+        const v = val();
+        if (v !== 'second' && v !== 'none') usage('--async is second or none');
+        a.async = v;
+        break;
+      }
+      case '-h':
+      case '--help':
+        process.stdout.write(USAGE);
+        process.exit(0);
+        break;
+      default:
+        usage(`unknown option ${k}`);
+    }
+  }
+  return a;
+}
+
+const say = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** The tools the requested targets need; missing Debian packages are installed with `scripts/setup.sh --bench`. */
+function ensureTools(targets: Target[]): void {
+  const have = (bins: string[]): boolean => bins.some((b) => existsSync(b));
+  const need: Array<{ bins: string[]; what: string }> = [{ bins: ['/usr/bin/fio'], what: 'fio' }];
+  if (targets.includes('glusterfs')) {
+    need.push({ bins: ['/usr/sbin/glusterd'], what: 'glusterd' }, { bins: ['/usr/sbin/gluster'], what: 'gluster' }, { bins: ['/sbin/mount.glusterfs', '/usr/sbin/mount.glusterfs'], what: 'mount.glusterfs' });
+  }
+  const missing = need.filter((n) => !have(n.bins));
+  if (missing.length) {
+    say(`installing the bench packages (missing: ${missing.map((m) => m.what).join(', ')}): scripts/setup.sh --bench`);
+    // Its output goes to stderr: stdout's last line is the JSON result.
+    const r = spawnSync('bash', [join(REPO, 'scripts', 'setup.sh'), '--bench'], { stdio: ['ignore', 2, 2] });
+    if (r.status !== 0) usage(`scripts/setup.sh --bench failed (exit ${r.status})`);
+    const still = need.filter((n) => !have(n.bins));
+    if (still.length) usage(`still missing after scripts/setup.sh --bench: ${still.map((m) => m.what).join(', ')}`);
+  }
+  if (spawnSync('gcc', ['--version'], { stdio: 'ignore' }).status !== 0) usage('gcc is missing (Debian package gcc): the small-file helper is compiled at bench time');
+}
+
+/** Labs of earlier runs whose process is gone (killed with SIGKILL): removed. */
+async function removeStaleLabs(): Promise<void> {
+  for (const l of Lab.list()) {
+    if (!l.name.startsWith(LAB_PREFIX)) continue;
+    const pid = Number(l.name.slice(LAB_PREFIX.length));
+    if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) continue;
+    say(`removing the lab of an earlier run: ${l.name}`);
+    await Lab.down(l.name);
+  }
+}
+
+function toolVersion(cmd: string, args: string[], re: RegExp): string | null {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return re.exec(`${r.stdout ?? ''}${r.stderr ?? ''}`)?.[1] ?? null;
+}
+
+function loadavg(): string {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  } catch {
+    return '?';
+  }
+}
+
+/** a / b rounded to 0.01, or null. */
+function ratio(a: number | undefined, b: number | undefined): number | null {
+  if (a === undefined || b === undefined || b === 0) return null;
+  return Math.round((a / b) * 100) / 100;
+}
+
+type Json = Record<string, unknown>;
+
+function targetJson(r: WorkloadResults): Json {
+  return {
+    ...medians(r),
+    min_max: Object.fromEntries(FIGURES.map((f) => [f, [r[f].min, r[f].max]])),
+    runs: Object.fromEntries(FIGURES.map((f) => [f, r[f].runs])),
+  };
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  if (process.getuid?.() !== 0) usage('needs root (the lab uses network and mount namespaces, GlusterFS and stayup mount file systems)');
+  ensureTools(args.targets);
+  const sizes: WorkloadSizes = { ...(args.quick ? QUICK_SIZES : FULL_SIZES), ...(args.reps ? { reps: args.reps } : {}) };
+  const resyncSizes: ResyncSizes = args.quick ? QUICK_RESYNC : FULL_RESYNC;
+
+  const errors: string[] = [];
+  const name = `${LAB_PREFIX}${process.pid}`;
+  let lab: Lab | undefined;
+  let gluster: GlusterVolume | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> =>
+    (cleaning ??= (async () => {
+      if (args.keepLab && lab) {
+        say(`--keep-lab: lab ${name} left running${gluster ? `, GlusterFS volume mounted at ${GLUSTER_MOUNT} on node1` : ''}; remove it with \`stayup lab down --name ${name}\``);
+        return;
+      }
+      if (gluster) {
+        const w = await gluster.teardown().catch((e: unknown) => [errText(e)]);
+        say(`glusterfs: torn down (client unmounted, volume stopped and deleted, glusterd stopped by PID)${w.length ? `; warnings: ${w.join('; ')}` : ''}`);
+        gluster = undefined;
+      }
+      const r = await Lab.down(name);
+      if (r.found) say(`lab ${name} removed${r.warnings.length ? ` (warnings: ${r.warnings.join('; ')})` : ''}`);
+    })());
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`\nbench:replication: ${sig}, removing the lab\n`);
+      void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+    });
+  }
+  process.on('unhandledRejection', (e) => {
+    process.stderr.write(`bench:replication: ${errText(e)}\n`);
+    void cleanup().finally(() => process.exit(1));
+  });
+
+  const t0 = Date.now();
+  const env: Json = {
+    kernel: toolVersion('uname', ['-r'], /(\S+)/),
+    cpus: (await import('node:os')).cpus().length,
+    fio: toolVersion('fio', ['--version'], /fio-(\S+)/),
+    glusterfs: args.targets.includes('glusterfs') ? toolVersion('glusterfs', ['--version'], /glusterfs (\S+)/) : null,
+    loadavg_start: loadavg(),
+  };
+  const out: Partial<Record<Target, Json>> = {};
+  const res: Partial<Record<Target, WorkloadResults>> = {};
+  const glusterRes: Partial<Record<GlusterConfig, WorkloadResults>> = {};
+  let resync: ResyncResult | undefined;
+
+  try {
+    await removeStaleLabs();
+    lab = await Lab.up({ name, servers: 2 });
+    const L = lab;
+    const node1 = L.servers[0]!;
+    say(`lab ${name}: ${L.servers.map((n) => `${n} ${L.addr(n)}`).join(', ')}; load average ${env.loadavg_start}`);
+    say(`workloads on ${node1}, ${sizes.reps} run(s) each, median reported: ${sizes.files} small files; ${sizes.writeRuntimeS} s 4 KiB randwrite (${sizes.randFileMib} MiB file); ${sizes.fsyncRuntimeS} s 4 KiB randwrite+fsync; ${sizes.seqFileMib} MiB 1 MiB overwrite + end fsync`);
+    const helper = buildHelper(join(L.stateDir, 'bin'));
+    const exec: Exec = (argv, timeoutMs) => L.exec(node1, argv, { timeoutMs });
+
+    // ---- local
+    if (args.targets.includes('local')) {
+      say(`\n== local: plain directory ${LOCAL_DIR} on ${node1}`);
+      try {
+        res.local = await runWorkloads(exec, helper, join(LOCAL_DIR, 'work'), sizes, say, 'local');
+        out.local = { dir: LOCAL_DIR, ...targetJson(res.local) };
+      } catch (e) {
+        errors.push(`local: ${errText(e)}`);
+        out.local = { error: errText(e) };
+        say(`  local: FAILED: ${errText(e)}`);
+      }
+    }
+
+    // ---- stayup
+    if (args.targets.includes('stayup')) {
+      say(`\n== stayup: mirror module ${MODULE}, <rfs async="${args.async}"><replicated dir="${REPL_DIR}"/></rfs>, PRIM ${node1}, SECOND ${L.servers[1]}`);
+      const cluster = new StayupCluster(L);
+      const mod = new ReplicatedModule(L, cluster, say, { dir: REPL_DIR, async: args.async });
+      try {
+        await cluster.setup();
+        say('  stayup: daemons running, cluster.xml pushed to both nodes');
+        const installed = (await mod.install()).split('\n').find((x) => /installed/i.test(x))?.trim();
+        say(`  stayup: installed on ${L.servers.join(', ')} with \`stayup -H "*" module install\`${installed ? ` (${installed})` : ''}`);
+        await mod.start();
+        say(`  stayup: ${node1} PRIM (Ready), ${L.servers[1]} SECOND (Ready); ${REPL_DIR} on ${node1} is a ${await mod.checkMounted()} mount`);
+        res.stayup = await runWorkloads(exec, helper, join(REPL_DIR, 'work'), sizes, say, 'stayup');
+        out.stayup = { dir: REPL_DIR, rfs_async: args.async, ...targetJson(res.stayup), resync_mib_s: null, resync_bytes_sent: null };
+        try {
+          say(`  stayup resync: ${resyncSizes.files} x ${resyncSizes.fileMib} MiB, every ${resyncSizes.every}th 1 MiB block rewritten while ${L.servers[1]} is stopped`);
+          resync = await mod.resync(helper, resyncSizes);
+          out.stayup = { ...out.stayup, resync_mib_s: resync.resync_mib_s, resync_bytes_sent: resync.resync_bytes_sent, resync };
+          say(`  stayup resync: ${(resync.resync_changed_bytes / 1048576).toFixed(0)} MiB changed, SECOND (Ready) after ${resync.resync_s} s (the same cycle with nothing changed: ${resync.empty_resync_s} s; module log reintegration ${resync.resync_log_s ?? '-'} s): ${resync.resync_mib_s} MiB/s; bytes sent ${resync.resync_bytes_sent ?? 'not reported by this stayup version'}`);
+        } catch (e) {
+          errors.push(`stayup resync: ${errText(e)}`);
+          out.stayup = { ...out.stayup, resync_error: errText(e) };
+          say(`  stayup resync: FAILED: ${errText(e)}`);
+        }
+      } catch (e) {
+        errors.push(`stayup: ${errText(e)}`);
+        out.stayup = { error: errText(e) };
+        say(`  stayup: FAILED: ${errText(e)}`);
+      } finally {
+        if (mod.started) await mod.stop().catch((e: unknown) => say(`  stayup: stop: ${errText(e).split('\n')[0]}`));
+      }
+    }
+
+    // ---- glusterfs
+    if (args.targets.includes('glusterfs')) {
+      say(`\n== glusterfs: replica 2 volume, FUSE client on ${node1} at ${GLUSTER_MOUNT}`);
+      const placements: GlusterPlacement[] = ['per-server', 'one-server'];
+      const configsUsed: Partial<Record<GlusterConfig, Record<string, string>>> = {};
+      let setupError: string | undefined;
+      try {
+        for (const placement of placements) {
+          const g = new GlusterVolume(L, placement, say);
+          gluster = g;
+          try {
+            await g.setup();
+            setupError = undefined;
+            break;
+          } catch (e) {
+            setupError = `${placement}: ${errText(e)}`;
+            const w = await g.teardown();
+            gluster = undefined;
+            say(`  glusterfs ${placement} setup FAILED: ${errText(e).split('\n')[0]}${w.length ? ` (teardown: ${w.join('; ')})` : ''}`);
+          }
+        }
+        if (!gluster) throw new Error(`no GlusterFS volume could be set up: ${setupError}`);
+        const g: GlusterVolume = gluster;
+        say(`  glusterfs ${await g.version()}: ${g.describe()}`);
+        for (const config of Object.keys(GLUSTER_CONFIGS) as GlusterConfig[]) {
+          configsUsed[config] = await g.configure(config);
+          say(`  glusterfs ${config}: ${Object.entries(configsUsed[config]!).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+          glusterRes[config] = await runWorkloads(exec, helper, join(GLUSTER_MOUNT, `work-${config}`), sizes, say, `glusterfs ${config}`);
+        }
+        const compared = Object.fromEntries(FIGURES.map((f) => [f, glusterRes[GLUSTER_FIGURE_CONFIG[f]]![f]])) as WorkloadResults;
+        res.glusterfs = compared;
+        out.glusterfs = {
+          ...medians(compared),
+          options: Object.fromEntries(FIGURES.map((f) => [f, CONFIG_TEXT[GLUSTER_FIGURE_CONFIG[f]]])),
+          placement: g.placement === 'per-server' ? 'one glusterd per lab server, one brick each' : 'both bricks on node1 (one glusterd): the per-server setup failed',
+          bricks: g.bricks,
+          configs: Object.fromEntries((Object.keys(glusterRes) as GlusterConfig[]).map((c) => [c, { options_used: configsUsed[c], ...targetJson(glusterRes[c]!) }])),
+        };
+      } catch (e) {
+        errors.push(`glusterfs: ${errText(e)}`);
+        out.glusterfs = { error: errText(e) };
+        say(`  glusterfs: FAILED: ${errText(e)}`);
+      }
+    }
+  } catch (e) {
+    errors.push(errText(e));
+    process.stderr.write(`bench:replication: ${errText(e)}\n`);
+  } finally {
+    await cleanup();
+  }
+  env.loadavg_end = loadavg();
+
+  // ---- summary
+  const ratios: Partial<Record<Figure, number | null>> = {};
+  const goal: Json = {};
+  let allMet: boolean | null = true;
+  for (const f of FIGURES) {
+    const s = res.stayup?.[f].median;
+    const g = res.glusterfs?.[f].median;
+    ratios[f] = ratio(s, g);
+    const spec = GOAL[f];
+    const met = s === undefined || g === undefined ? null : spec.better === 'lower' ? s <= spec.factor * g : s >= spec.factor * g;
+    goal[f] = { target: `stayup ${spec.better === 'lower' ? '<=' : '>='} ${spec.factor} x glusterfs`, ratio: ratios[f], met };
+    if (met === null) allMet = null;
+    else if (!met && allMet !== null) allMet = false;
+  }
+  goal.all_met = allMet;
+
+  say('\n== results (median of the runs, (min-max) when more than one run)');
+  const cols: Array<{ head: string; get: (f: Figure) => FigureResult | undefined; err?: string }> = [
+    { head: 'local', get: (f) => res.local?.[f], err: out.local?.error as string | undefined },
+    { head: 'stayup', get: (f) => res.stayup?.[f], err: out.stayup?.error as string | undefined },
+    { head: 'glusterfs', get: (f) => res.glusterfs?.[f], err: out.glusterfs?.error as string | undefined },
+    { head: 'gluster defaults', get: (f) => glusterRes.defaults?.[f] },
+    { head: 'gluster wb off', get: (f) => glusterRes.write_behind_off?.[f] },
+  ];
+  const shown = cols.filter((c, i) => (i < 3 ? args.targets.includes(TARGETS[i]!) : args.targets.includes('glusterfs')));
+  const rows = [['figure', ...shown.map((c) => c.head), 'stayup/glusterfs']];
+  for (const f of FIGURES) rows.push([f, ...shown.map((c) => (c.err ? 'FAILED' : fmtFigure(c.get(f)))), ratios[f] === null || ratios[f] === undefined ? '-' : String(ratios[f])]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) say(`  ${r.map((c, i) => c.padEnd(widths[i]!)).join('  ')}`);
+  for (const f of FIGURES) say(`  ${f}: ${FIGURE_TEXT[f]}`);
+  if (res.glusterfs) say(`  glusterfs column: write_p50_us with ${CONFIG_TEXT.write_behind_off}; fsync_iops, seq_mib_s, files_per_s with ${CONFIG_TEXT.defaults}; placement: ${String(out.glusterfs?.placement)}`);
+  for (const c of cols) if (c.err) say(`  ${c.head}: ERROR: ${c.err}`);
+  if (resync) say(`  stayup resync: ${resync.resync_mib_s} MiB/s (${resync.resync_changed_bytes} changed bytes / ${resync.resync_s} s), bytes sent ${resync.resync_bytes_sent ?? 'not reported by this stayup version'}`);
+  say(`  goal (stayup vs glusterfs): ${FIGURES.map((f) => {
+    const g = goal[f] as { target: string; ratio: number | null; met: boolean | null };
+    return `${f} ${g.ratio ?? '-'} (${g.target.replace('stayup ', '').replace(' x glusterfs', '')}) ${g.met === null ? 'n/a' : g.met ? 'MET' : 'NOT MET'}`;
+  }).join('; ')}`);
+
+  const result = {
+    bench: 'replication',
+    local: args.targets.includes('local') ? (out.local ?? { error: 'not run (the lab did not come up)' }) : null,
+    stayup: args.targets.includes('stayup') ? (out.stayup ?? { error: 'not run (the lab did not come up)' }) : null,
+    glusterfs: args.targets.includes('glusterfs') ? (out.glusterfs ?? { error: 'not run (the lab did not come up)' }) : null,
+    ratios_stayup_over_glusterfs: ratios,
+    goal,
+    params: { ...sizes, quick: args.quick, resync: resyncSizes, rfs_async: args.async },
+    env,
+    duration_s: Math.round((Date.now() - t0) / 1000),
+    errors,
+  };
+  say(`\ndone in ${result.duration_s} s${errors.length ? `, ${errors.length} error(s)` : ''}; load average ${env.loadavg_start} -> ${env.loadavg_end}`);
+  say(JSON.stringify(result));
+  return errors.length ? 1 : 0;
+}
+
+process.exitCode = await main();
