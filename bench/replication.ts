@@ -59,6 +59,7 @@ interface Args {
   quick: boolean;
   keepLab: boolean;
   async: RfsAsync;
+  glusterPlacement: GlusterPlacement;
 }
 
 const USAGE = `usage: npm run bench:replication -- [options]
@@ -67,6 +68,8 @@ const USAGE = `usage: npm run bench:replication -- [options]
   --quick            smaller sizes for a smoke run (2 s / 3 s fio runs, 64 MiB sequential, 300 files, 128 MiB resync set)
   --keep-lab         leave the lab (and GlusterFS, stayup) running for debugging; \`stayup lab down --name NAME\` removes it
   --async MODE       stayup <rfs async="second|none"> (default second)
+  --gluster-placement P   per-server (default: one glusterd per lab server, both bricks on node1 only if that
+                     fails) or one-server (both bricks on node1, as in shared/reference/fuse-perf.md)
 `;
 
 function usage(msg: string): never {
@@ -75,7 +78,7 @@ function usage(msg: string): never {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { targets: [...TARGETS], quick: false, keepLab: false, async: 'second' };
+  const a: Args = { targets: [...TARGETS], quick: false, keepLab: false, async: 'second', glusterPlacement: 'per-server' };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const [name, inline] = k.includes('=') ? [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)] : [k, undefined];
@@ -107,6 +110,12 @@ function parseArgs(argv: string[]): Args {
         a.async = v;
         break;
       }
+      case '--gluster-placement': {
+        const v = val();
+        if (v !== 'per-server' && v !== 'one-server') usage('--gluster-placement is per-server or one-server');
+        a.glusterPlacement = v;
+        break;
+      }
       case '-h':
       case '--help':
         process.stdout.write(USAGE);
@@ -123,8 +132,17 @@ const say = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
+/**
+ * An error's message without the Node stack traces a failing CLI or daemon start prints into it (frames,
+ * the caret, `triggerUncaughtException`): what is left says what failed.
+ */
 function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  const text = e instanceof Error ? e.message : String(e);
+  return text
+    .split('\n')
+    .map((l) => l.replace(/\s*node:internal\/modules\/run_main:\d+/, ''))
+    .filter((l) => l.trim() && !/^\s+at \S|^\s*\^\s*$|^\s*triggerUncaughtException\(|^\s*[{}]\s*$|^\s+(code|url): /.test(l))
+    .join('\n');
 }
 
 /** The tools the requested targets need; missing Debian packages are installed with `scripts/setup.sh --bench`. */
@@ -295,27 +313,27 @@ async function main(): Promise<number> {
     // ---- glusterfs
     if (args.targets.includes('glusterfs')) {
       say(`\n== glusterfs: replica 2 volume, FUSE client on ${node1} at ${GLUSTER_MOUNT}`);
-      const placements: GlusterPlacement[] = ['per-server', 'one-server'];
+      const placements: GlusterPlacement[] = args.glusterPlacement === 'per-server' ? ['per-server', 'one-server'] : ['one-server'];
       const configsUsed: Partial<Record<GlusterConfig, Record<string, string>>> = {};
-      let setupError: string | undefined;
+      const setupFailures: string[] = [];
       try {
         for (const placement of placements) {
           const g = new GlusterVolume(L, placement, say);
           gluster = g;
           try {
             await g.setup();
-            setupError = undefined;
             break;
           } catch (e) {
-            setupError = `${placement}: ${errText(e)}`;
+            setupFailures.push(`${placement}: ${errText(e).split('\n')[0]}`);
             const w = await g.teardown();
             gluster = undefined;
             say(`  glusterfs ${placement} setup FAILED: ${errText(e).split('\n')[0]}${w.length ? ` (teardown: ${w.join('; ')})` : ''}`);
           }
         }
-        if (!gluster) throw new Error(`no GlusterFS volume could be set up: ${setupError}`);
+        if (!gluster) throw new Error(`no GlusterFS volume could be set up: ${setupFailures.join('; ')}`);
+        const setupFailure = setupFailures[0];
         const g: GlusterVolume = gluster;
-        say(`  glusterfs ${await g.version()}: ${g.describe()}`);
+        say(`  glusterfs ${await g.version()}: ${g.describe()}${g.placement === 'one-server' ? (setupFailure ? ` (the per-server setup failed: ${setupFailure})` : ' (--gluster-placement one-server)') : ''}`);
         for (const config of Object.keys(GLUSTER_CONFIGS) as GlusterConfig[]) {
           configsUsed[config] = await g.configure(config);
           say(`  glusterfs ${config}: ${Object.entries(configsUsed[config]!).map(([k, v]) => `${k}=${v}`).join(', ')}`);
@@ -326,7 +344,10 @@ async function main(): Promise<number> {
         out.glusterfs = {
           ...medians(compared),
           options: Object.fromEntries(FIGURES.map((f) => [f, CONFIG_TEXT[GLUSTER_FIGURE_CONFIG[f]]])),
-          placement: g.placement === 'per-server' ? 'one glusterd per lab server, one brick each' : 'both bricks on node1 (one glusterd): the per-server setup failed',
+          placement:
+            g.placement === 'per-server'
+              ? 'one glusterd per lab server, one brick each'
+              : `both bricks on node1 (one glusterd): ${args.glusterPlacement === 'one-server' ? 'asked for with --gluster-placement one-server' : `the per-server setup failed (${setupFailure ?? '?'})`}`,
           bricks: g.bricks,
           configs: Object.fromEntries((Object.keys(glusterRes) as GlusterConfig[]).map((c) => [c, { options_used: configsUsed[c], ...targetJson(glusterRes[c]!) }])),
         };

@@ -62,7 +62,7 @@ export class GlusterVolume {
   describe(): string {
     return this.placement === 'per-server'
       ? `one glusterd per lab server (${this.servers.join(', ')}), one brick each: ${this.bricks.join(' + ')}`
-      : `BOTH BRICKS ON ONE SERVER (${this.servers[0]}, one glusterd; the per-server setup failed): ${this.bricks.join(' + ')}`;
+      : `BOTH BRICKS ON ONE SERVER (${this.servers[0]}, one glusterd, no network between the replicas): ${this.bricks.join(' + ')}`;
   }
 
   private get client(): string {
