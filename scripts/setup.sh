@@ -5,7 +5,7 @@
 #             out of the default list so CI does not pay for them (bench/replication.ts runs this itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(nftables iproute2 iputils-arping iputils-ping fuse3 libfuse3-dev procps python3 util-linux openssl keepalived stress-ng)
+PKGS=(nftables iproute2 iputils-arping iputils-ping fuse3 libfuse3-dev pkg-config procps python3 util-linux openssl keepalived stress-ng)
 BENCH_PKGS=(glusterfs-server glusterfs-client fio)
 for arg in "$@"; do
   case "$arg" in
@@ -23,3 +23,5 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
+# the FUSE interception addon (native/): skipped when already built and up to date
+bash scripts/build-native.sh
