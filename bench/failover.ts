@@ -1,5 +1,6 @@
 // npm run bench:failover -- [--freezes N] [--settings fast|slow|both] [--idle-seconds N]
-//                             [--service-freezes N] [--products both|stayup|keepalived]
+//                             [--service-freezes N] [--products both|stayup|keepalived] [--logs DIR]
+//                             [--wire-trace]
 //
 // Client-seen outage of a failover (a frozen primary) of a stayup mirror module against keepalived
 // (VRRP v3, unicast), in a 2-server lab with a client. See bench/README.md. Human-readable lines as it
@@ -14,6 +15,7 @@ import { Prober } from './lib/probe-client.ts';
 import { idleCheck, KeepalivedDriver, runFreezes, StayupDriver, type FreezeRunResult, type IdleResult, type PairDriver } from './lib/drivers.ts';
 import { SERVICE_SCRIPT, StayupCluster, type BenchModule } from './lib/stayup.ts';
 import { fmt, ratio, summarize, type Summary } from './lib/stats.ts';
+import { WireTrace, type WirePhases } from './lib/wire-trace.ts';
 
 interface Setting {
   name: 'slow' | 'fast';
@@ -38,6 +40,7 @@ interface Args {
   stayup: boolean;
   keepalived: boolean;
   logs?: string;
+  wireTrace: boolean;
 }
 
 const USAGE = `usage: npm run bench:failover -- [options]
@@ -47,6 +50,8 @@ const USAGE = `usage: npm run bench:failover -- [options]
   --service-freezes N    freezes per setting for stayup with start_prim starting the service (default 5; 0 skips)
   --products P           both (default), stayup or keepalived
   --logs DIR             copy the lab's logs (services, keepalived, stayupd, module logs) to DIR before teardown
+  --wire-trace           trace the switch (kernel-stamped frames) and split every failover into phases:
+                         last heartbeat out of the frozen node, gratuitous ARP, SYN-ACK, answer
 `;
 
 function usage(msg: string): never {
@@ -55,7 +60,7 @@ function usage(msg: string): never {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { freezes: 10, settings: SETTINGS, idleSeconds: 60, serviceFreezes: 5, stayup: true, keepalived: true };
+  const a: Args = { freezes: 10, settings: SETTINGS, idleSeconds: 60, serviceFreezes: 5, stayup: true, keepalived: true, wireTrace: false };
   const int = (v: string | undefined, name: string, min: number): number => {
     if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) usage(`${name} needs an integer >= ${min}`);
     return Number(v);
@@ -94,6 +99,9 @@ function parseArgs(argv: string[]): Args {
         a.logs = resolve(v);
         break;
       }
+      case '--wire-trace':
+        a.wireTrace = true;
+        break;
       case '-h':
       case '--help':
         process.stdout.write(USAGE);
@@ -132,6 +140,8 @@ interface ProductFigures extends Summary {
   failedAttemptsMedian: number | null;
   takeover: Summary;
   arpFlushes: number;
+  /** Medians of the wire phases (ms after the frozen node's last heartbeat), with --wire-trace. */
+  wire?: Record<string, number | null>;
   error?: string;
 }
 
@@ -145,13 +155,20 @@ function figures(r: FreezeRunResult, d: PairDriver): ProductFigures {
     failedAttemptsMedian: summarize(outs.map((o) => o.failed)).median,
     takeover: summarize(outs.map((o) => o.takeoverMs)),
     arpFlushes: d.arpFlushes,
+    ...(r.freezes.some((f) => f.wire) ? { wire: wireMedians(r.freezes.flatMap((f) => (f.wire ? [f.wire] : []))) } : {}),
   };
+}
+
+function wireMedians(ps: WirePhases[]): Record<string, number | null> {
+  const keys = ['lastAnswer', 'freezeEnd', 'garp', 'synToNew', 'synack', 'answer', 'pulseMedian', 'pulseMax'] as const;
+  return Object.fromEntries(keys.map((k) => [k, summarize(ps.flatMap((p) => (p[k] === null || Number.isNaN(p[k]) ? [] : [p[k]]))).median]));
 }
 
 function line(label: string, f: ProductFigures | undefined): string {
   if (!f) return `  ${label}: not run`;
   if (f.error && !f.n) return `  ${label}: FAILED: ${f.error.split('\n')[0]}`;
-  return `  ${label}: outage median ${fmt(f.median)}, p90 ${fmt(f.p90)}, min ${fmt(f.min)}, max ${fmt(f.max)} over ${f.n}/${f.freezes} freezes; takeover median ${fmt(f.takeover.median)}; failed attempts median ${fmt(f.failedAttemptsMedian, '')}; no takeover ${f.noTakeover}; false failovers ${f.falseFailovers}${f.arpFlushes ? `; client neighbour flushes ${f.arpFlushes}` : ''}${f.error ? `; FAILED: ${f.error.split('\n')[0]}` : ''}`;
+  const w = f.wire ? `\n  ${label} wire medians (ms after the frozen node's last heartbeat): ${Object.entries(f.wire).map(([k, v]) => `${k} ${fmt(v, '')}`).join(', ')}` : '';
+  return `  ${label}: outage median ${fmt(f.median)}, p90 ${fmt(f.p90)}, min ${fmt(f.min)}, max ${fmt(f.max)} over ${f.n}/${f.freezes} freezes; takeover median ${fmt(f.takeover.median)}; failed attempts median ${fmt(f.failedAttemptsMedian, '')}; no takeover ${f.noTakeover}; false failovers ${f.falseFailovers}${f.arpFlushes ? `; client neighbour flushes ${f.arpFlushes}` : ''}${f.error ? `; FAILED: ${f.error.split('\n')[0]}` : ''}${w}`;
 }
 
 async function main(): Promise<number> {
@@ -163,12 +180,14 @@ async function main(): Promise<number> {
   const errors: string[] = [];
   const notes: string[] = [];
   const probers = new Set<Prober>();
+  let wire: WireTrace | undefined;
   const name = `${LAB_PREFIX}${process.pid}`;
   let lab: Lab | undefined;
   let cleaning: Promise<void> | undefined;
   const cleanup = (): Promise<void> =>
     (cleaning ??= (async () => {
       for (const p of probers) await p.stop().catch(() => undefined);
+      await wire?.stop().catch(() => undefined);
       if (args.logs && lab) saveLogs(lab, args.logs);
       const r = await Lab.down(name);
       if (r.found) say(`lab ${name} removed${r.warnings.length ? ` (warnings: ${r.warnings.join('; ')})` : ''}`);
@@ -206,6 +225,10 @@ async function main(): Promise<number> {
     lab = await Lab.up({ name, servers: 2 });
     const L = lab;
     say(`lab ${name}: ${L.servers.map((n) => `${n} ${L.addr(n)}`).join(', ')}, client ${L.addr('client')}`);
+    if (args.wireTrace) {
+      wire = await WireTrace.start(L);
+      say('wire trace: every frame into the switch, kernel time stamps');
+    }
     say(`settings: ${args.settings.map((s) => `${s.name} (pulse ${s.pulseMs} ms, timeout ${s.timeoutMs} ms)`).join(', ')}; ${args.freezes} freezes per product and setting; prober: new TCP connection every ${PROBE_INTERVAL_MS} ms, ${PROBE_TIMEOUT_MS} ms per attempt`);
 
     // The service on both servers (only the VIP moves).
@@ -254,7 +277,7 @@ async function main(): Promise<number> {
       try {
         d = await start();
         prober = await startProber(host, port, label);
-        const r = await runFreezes(L, d, prober, { freezes, pulseMs: s.pulseMs, timeoutMs: s.timeoutMs, label, log: say });
+        const r = await runFreezes(L, d, prober, { freezes, pulseMs: s.pulseMs, timeoutMs: s.timeoutMs, label, log: say, ...(wire ? { wire } : {}) });
         notes.push(...r.notes);
         return figures(r, d);
       } catch (e) {
@@ -355,6 +378,8 @@ async function main(): Promise<number> {
         keepalived_advert_int_used: advertUsedMs === undefined ? null : advertUsedMs / 1000,
         keepalived_down_timer_ms: advertUsedMs === undefined ? null : downTimerMs(advertUsedMs, PRIORITY.node2!),
         ...(kaConfigTest ? { keepalived_config_test: kaConfigTest } : {}),
+        ...(su?.wire ? { stayup_wire_ms: su.wire } : {}),
+        ...(ka?.wire ? { keepalived_wire_ms: ka.wire } : {}),
         ...(su?.error ? { stayup_error: su.error.split('\n')[0] } : {}),
         ...(ka?.error ? { keepalived_error: ka.error.split('\n')[0] } : {}),
       };

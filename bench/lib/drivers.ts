@@ -5,6 +5,7 @@ import { KeepalivedPair } from './keepalived.ts';
 import { monoMs, type Prober } from './probe-client.ts';
 import { outageOf, windowReport, type Outage, type WindowReport } from './outage.ts';
 import { fmtStates, readyPrimary, type BenchModule, type NodeState, type StayupCluster } from './stayup.ts';
+import { fmtPhases, wirePhases, type WirePhases, type WireTrace } from './wire-trace.ts';
 
 export type Log = (line: string) => void;
 
@@ -26,6 +27,8 @@ export interface PairDriver {
   describe(before: string, after: string): string;
   /** After the takeover: thaw the frozen node and let it rejoin. */
   recover(frozen: string): Promise<void>;
+  /** What the product itself says about the takeover since the snapshot (stayup's takeover times). */
+  takeoverDetail?(since: string): string | undefined;
 }
 
 /** Nodes holding `vip` on eth0 now. */
@@ -205,6 +208,12 @@ export class StayupDriver implements PairDriver {
       .join('; ');
   }
 
+  /** The engine's "Takeover times" line (module log, level D) of the node that took over. */
+  takeoverDetail(since: string): string | undefined {
+    const r = this.cluster.logRecords(this.module.name, JSON.parse(since) as Record<string, number>).find((x) => x.message.startsWith('Takeover times'));
+    return r ? `${r.node}: ${r.message}` : undefined;
+  }
+
   /** Just thaw: the split brain is resolved by stayup itself, the pair settles as its state says. */
   async recover(frozen: string): Promise<void> {
     await this.lab.thaw(frozen);
@@ -217,6 +226,8 @@ export interface FreezeRecord {
   outage?: Outage;
   /** Client not answered by another server before the takeover deadline. */
   noTakeover?: boolean;
+  /** The failover's phases on the wire (with --wire-trace). */
+  wire?: WirePhases;
 }
 
 export interface FreezeRunResult {
@@ -232,6 +243,8 @@ export interface FreezeOptions {
   timeoutMs: number;
   label: string;
   log: Log;
+  /** Splits each failover into phases seen on the wire. */
+  wire?: WireTrace;
 }
 
 /**
@@ -283,6 +296,15 @@ export async function runFreezes(lab: Lab, d: PairDriver, prober: Prober, o: Fre
     if (out) {
       rec.outage = out;
       o.log(`  ${o.label} freeze ${rec.index}/${o.freezes}: froze ${primary}, ${out.newServer} answered; outage ${out.outageMs} ms (takeover ${out.takeoverMs} ms, ${out.failed} failed attempts)`);
+      if (o.wire && first) {
+        const lastAnswer = prober.records.filter((r) => r.ok && r.t1 <= freezeEnd).at(-1);
+        const p = wirePhases(o.wire, { frozen: primary, taker: out.newServer, vip: d.vip, freezeEnd, thawAt: thawAt!, lastAnswer, answer: first });
+        if (p) rec.wire = p;
+        o.log(`    ${p ? fmtPhases(p) : 'wire: the trace did not see the freeze'}`);
+        o.wire.forget(thawAt! - 5000);
+      }
+      const detail = d.takeoverDetail?.(snap2);
+      if (detail) o.log(`    ${detail}`);
     } else {
       rec.noTakeover = true;
       o.log(`  ${o.label} freeze ${rec.index}/${o.freezes}: froze ${primary}, NO other server answered within ${takeoverTimeout} ms`);

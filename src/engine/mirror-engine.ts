@@ -31,7 +31,7 @@ import type { ErrorCode } from '../errors/codes.ts';
 import { isStayupError } from '../errors/stayup-error.ts';
 import { decodeHeartbeatMessage, encodeHeartbeatMessage } from './heartbeat-codec.ts';
 import type { MirrorRecordStore } from './mirror-store.ts';
-import type { Scheduler } from '../util/scheduler.ts';
+import { preciseTimeout, type PreciseTimer, type Scheduler } from '../util/scheduler.ts';
 
 export type RunScriptsEffect = Extract<MirrorEffect, { type: 'runScripts' }>;
 
@@ -75,12 +75,18 @@ export function noReplication(nowMs: () => number = () => Date.now()): Replicati
 /** A monotonic clock and its timers (the engine's timer is not unref'd: a running module keeps the daemon up). */
 export interface EngineClock extends Scheduler {
   nowMs(): number;
+  /**
+   * Calls fn once nowMs() >= atMs, to a fraction of a millisecond (a loss deadline). Without it the engine
+   * uses setTimeout, which may be a millisecond or two late.
+   */
+  setDeadline?(fn: () => void, atMs: number): PreciseTimer;
 }
 
 export const realClock: EngineClock = {
   nowMs: () => performance.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  setDeadline: (fn, atMs) => preciseTimeout(fn, atMs, () => performance.now()),
 };
 
 export type EngineLogLevel = 'U' | 'E' | 'C' | 'I' | 'D';
@@ -125,9 +131,26 @@ export interface MirrorStatus {
 }
 
 type Waiter = { test: (s: MirrorStatus) => boolean; resolve: (s: MirrorStatus) => void };
+type LogLine = [EngineLogLevel, string];
 
 /** How often a repeated heartbeat rejection (same lan, same reason) is logged again. */
 const REJECT_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * When each step of a takeover happened, from the moment the peer's last heartbeat reached this node's
+ * socket to the virtual IP being up: logged once per takeover (level D) so a slow failover can be taken
+ * apart from the module log alone. Times are the engine clock's.
+ */
+class TakeoverTimes {
+  readonly marks: Array<[string, number]> = [];
+  constructor(readonly heardAtMs: number) {}
+  mark(label: string, atMs: number): void {
+    if (!this.marks.some(([l]) => l === label)) this.marks.push([label, atMs]);
+  }
+  describe(): string {
+    return this.marks.map(([l, t]) => `${l} ${(t - this.heardAtMs).toFixed(1)}`).join(', ');
+  }
+}
 
 export class MirrorEngine {
   readonly module: string;
@@ -136,7 +159,7 @@ export class MirrorEngine {
   readonly #clock: EngineClock;
   readonly #queue: Array<(nowMs: number) => MirrorEvent | null> = [];
   #draining = false;
-  #timer: unknown = null;
+  #timer: PreciseTimer | null = null;
   #batch: { id: number; abort: AbortController } | null = null;
   #requestSeq = 0;
   readonly #pending = new Map<string, (r: CommandReply) => void>();
@@ -152,6 +175,13 @@ export class MirrorEngine {
   /** Settles when the queue is empty (tests and close() wait on it). */
   #idle: Promise<void> = Promise.resolve();
   #idleResolve: (() => void) | null = null;
+  /** When the peer's last authentic frame reached the socket (the channel's clock), any lan. */
+  #heardAtMs: number | null = null;
+  /** The running timer's wake-up time and when its callback first ran (for the takeover times). */
+  #timerDueMs: number | null = null;
+  #timerFiredMs: number | null = null;
+  /** From the peer declared lost to the virtual IP up, while that is under way. */
+  #takeover: TakeoverTimes | null = null;
 
   constructor(o: MirrorEngineOptions) {
     this.module = o.module;
@@ -280,7 +310,7 @@ export class MirrorEngine {
     if (this.#closed) return;
     this.#closed = true;
     for (const fn of this.#closers) fn();
-    if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#timer = null;
     await this.#idle;
     for (const [, resolve] of this.#pending) resolve({ ok: false, code: 'CONFLICT', message: 'the module engine closed' });
@@ -324,11 +354,13 @@ export class MirrorEngine {
         }
         const before = this.#s;
         this.#s = result.state;
+        this.#noteTakeover(before, event);
+        const lines: LogLine[] = [];
         if (before.state !== result.state.state || before.qualifier !== result.state.qualifier) {
           // The reference's normal-log line for every change of the local state.
-          this.#o.log('E', 'mirror', `Local state ${result.state.state} ${result.state.qualifier}${result.state.reason ? ` (${result.state.reason})` : ''}`);
+          lines.push(['E', `Local state ${result.state.state} ${result.state.qualifier}${result.state.reason ? ` (${result.state.reason})` : ''}`]);
         }
-        await this.#carryOut(result.effects);
+        await this.#carryOut(result.effects, lines);
         if (!before.peerAlive && this.#s.peerAlive && this.#s.vip && this.#o.vip) {
           // The peer is back after being lost: it may have held the address meanwhile (a split brain)
           // and the clients may still send to its hardware address. Announce ours again.
@@ -342,7 +374,24 @@ export class MirrorEngine {
     }
   }
 
-  async #carryOut(effects: readonly MirrorEffect[]): Promise<void> {
+  /**
+   * The step's log lines (`lines`, then its log effects) are written once its other effects are carried
+   * out or started: a log write costs a lock file and two appends, and a takeover (state record, virtual
+   * IP) must not wait behind them. Only their place relative to other writers of the module log moves.
+   */
+  async #carryOut(effects: readonly MirrorEffect[], lines: LogLine[]): Promise<void> {
+    try {
+      await this.#carryOutInOrder(effects, lines);
+    } finally {
+      this.#writeLines(lines);
+    }
+  }
+
+  #writeLines(lines: LogLine[]): void {
+    for (const [level, message] of lines.splice(0)) this.#o.log(level, 'mirror', message);
+  }
+
+  async #carryOutInOrder(effects: readonly MirrorEffect[], lines: LogLine[]): Promise<void> {
     for (const e of effects) {
       if (this.#faulted) return;
       switch (e.type) {
@@ -350,17 +399,26 @@ export class MirrorEngine {
           try {
             this.#o.store.save(e.record);
           } catch (err) {
+            this.#writeLines(lines); // what led here comes before the fault in the log
             await this.#fault(`cannot persist the module state: ${(err as Error).message}`);
             return;
           }
+          this.#takeover?.mark('state record written', this.#clock.nowMs());
           break;
         case 'vipUp':
+          this.#takeover?.mark('virtual IP requested', this.#clock.nowMs());
           await this.#vip('up');
+          if (this.#takeover) {
+            this.#takeover.mark('virtual IP up', this.#clock.nowMs());
+            this.#o.log('D', 'mirror', `Takeover times (ms after the peer's last heartbeat reached this node): ${this.#takeover.describe()}`);
+            this.#takeover = null;
+          }
           break;
         case 'vipDown':
           await this.#vip('down');
           break;
         case 'runScripts':
+          this.#takeover?.mark(`scripts ${e.calls.map((c) => c.script).join(',')} started`, this.#clock.nowMs());
           this.#runScripts(e);
           break;
         case 'cancelScripts':
@@ -383,10 +441,10 @@ export class MirrorEngine {
           }
           break;
         case 'setTimer':
-          this.#setTimer(e.atMs);
+          this.#setTimer(e.atMs, e.precise);
           break;
         case 'log':
-          this.#o.log(e.level, 'mirror', e.message);
+          lines.push([e.level, e.message]);
           break;
         case 'reply': {
           const resolve = e.requestId ? this.#pending.get(e.requestId) : undefined;
@@ -403,20 +461,36 @@ export class MirrorEngine {
   /**
    * One timer. It must not hand the tick over before atMs: the machine only re-arms when the wake-up time
    * changes, so a tick a fraction of a millisecond early (setTimeout's millisecond rounding against
-   * performance.now()) would leave it with nothing to wake it. An early fire re-arms for the rest.
+   * performance.now()) would leave it with nothing to wake it. An early fire re-arms for the rest. A
+   * precise wake-up (a loss deadline: the takeover starts there) goes to the clock's setDeadline, which
+   * fires within a fraction of a millisecond instead of setTimeout's one or two late.
    */
-  #setTimer(atMs: number): void {
-    if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
+  #setTimer(atMs: number, precise: boolean): void {
+    this.#timer?.cancel();
+    this.#timerDueMs = atMs;
+    this.#timerFiredMs = null;
+    const fire = (): void => {
+      this.#timer = null;
+      this.#enqueue((nowMs) => ({ type: 'tick', nowMs }));
+    };
+    if (precise && this.#clock.setDeadline) {
+      this.#timer = this.#clock.setDeadline(() => {
+        this.#timerFiredMs = this.#clock.nowMs();
+        fire();
+      }, atMs);
+      return;
+    }
     const arm = (): void => {
       const delay = atMs - this.#clock.nowMs();
-      this.#timer = this.#clock.setTimeout(
+      const h = this.#clock.setTimeout(
         () => {
-          this.#timer = null;
+          this.#timerFiredMs ??= this.#clock.nowMs();
           if (this.#clock.nowMs() < atMs) return arm();
-          this.#enqueue((nowMs) => ({ type: 'tick', nowMs }));
+          fire();
         },
         Math.max(0, Math.ceil(delay)),
       );
+      this.#timer = { cancel: () => this.#clock.clearTimeout(h) };
     };
     arm();
   }
@@ -466,7 +540,10 @@ export class MirrorEngine {
       return;
     }
     const message = d.message;
-    this.#enqueue((nowMs) => ({ type: 'heartbeatReceived', nowMs, lan: f.lan, message }));
+    this.#heardAtMs = Math.max(this.#heardAtMs ?? -Infinity, f.receivedAtMs);
+    // Heard when it reached the socket (the channel shares the engine's clock), not when its step runs:
+    // a step that waited behind another (a state record being written) must not move the peer's timeout.
+    this.#enqueue((nowMs) => ({ type: 'heartbeatReceived', nowMs: Math.min(nowMs, f.receivedAtMs), lan: f.lan, message }));
   }
 
   #onRejected(r: RejectEvent): void {
@@ -483,6 +560,28 @@ export class MirrorEngine {
     this.#o.log('E', 'heartbeat', message);
   }
 
+  /** Starts the takeover times when a step declares the peer lost; notes the steps that lead to the VIP. */
+  #noteTakeover(before: MirrorState, event: MirrorEvent): void {
+    const after = this.#s;
+    if (after.peerAlive) {
+      this.#takeover = null;
+      return;
+    }
+    if (before.peerAlive && this.#heardAtMs !== null) {
+      const t = new TakeoverTimes(this.#heardAtMs);
+      const deadline = Math.max(...before.lans.filter((l) => l.up && l.lastHeardMs !== null).map((l) => l.lastHeardMs! + l.timeoutMs));
+      const heardStep = Math.max(...before.lans.filter((l) => l.lastHeardMs !== null).map((l) => l.lastHeardMs!));
+      t.mark('heard (stepped)', heardStep);
+      t.mark('deadline', deadline);
+      if (event.type === 'tick' && this.#timerDueMs !== null) {
+        t.mark('tick due', this.#timerDueMs);
+        if (this.#timerFiredMs !== null) t.mark('tick fired', this.#timerFiredMs);
+      }
+      t.mark(`lost (${event.type} stepped)`, event.nowMs);
+      this.#takeover = t;
+    } else if (this.#takeover && event.type === 'scriptsDone') this.#takeover.mark('scripts done (stepped)', event.nowMs);
+  }
+
   // ----------------------------------------------------------------------------------------- faults
 
   /**
@@ -496,7 +595,7 @@ export class MirrorEngine {
     this.#faulted = why;
     this.#ready = false;
     this.#o.log('C', 'mirror', `module engine stopped: ${why}`);
-    if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#timer = null;
     this.#batch?.abort.abort();
     this.#batch = null;

@@ -24,6 +24,7 @@
 // and finish() emits the derived effects (ready, heartbeats, timer).
 import type {
   HeartbeatMessage,
+  LanView,
   MirrorConfig,
   MirrorEffect,
   MirrorEvent,
@@ -1131,11 +1132,30 @@ function nextWakeMs(s: MirrorState): number | null {
   let t = Infinity;
   for (const l of s.lans) {
     t = Math.min(t, l.nextSendMs);
-    if (l.up && l.lastHeardMs !== null) t = Math.min(t, l.lastHeardMs + l.timeoutMs);
+    const lost = lossDeadlineMs(l);
+    if (lost !== null) t = Math.min(t, lost);
   }
   if (s.state === 'WAIT' && s.listenUntilMs > s.nowMs) t = Math.min(t, s.listenUntilMs);
   if (s.swap && s.swap.deadlineMs > s.nowMs) t = Math.min(t, s.swap.deadlineMs);
   return t;
+}
+
+/** When a lan that is up will be declared lost if nothing arrives on it, or null. */
+function lossDeadlineMs(l: LanView): number | null {
+  return l.up && l.lastHeardMs !== null ? l.lastHeardMs + l.timeoutMs : null;
+}
+
+/**
+ * When a lan sends next, after a send at `nowMs`. A heartbeat that was due stays on its grid (due +
+ * pulse): the tick that sends it always runs a little late, and measuring the next pulse from that late
+ * moment would stretch every pulse by the lateness (at 10 ms, a millisecond of timer lateness is a 10 %
+ * slower heartbeat, eating into the peer's timeout). A send later than a whole pulse (this process did
+ * not run) starts a new grid rather than sending the missed ones in a burst; so does a send made early
+ * because what the heartbeat says changed.
+ */
+function nextPulseMs(l: LanView, nowMs: number): number {
+  const onGrid = l.nextSendMs + l.pulseMs;
+  return nowMs >= l.nextSendMs && onGrid > nowMs ? onGrid : nowMs + l.pulseMs;
 }
 
 function finish(x: Ctx): void {
@@ -1160,13 +1180,14 @@ function finish(x: Ctx): void {
     const message = { ...draft, seq: s.heartbeatSeq };
     for (const l of lans) {
       x.fx.push({ type: 'sendHeartbeat', lan: l.lan, message });
-      l.nextSendMs = s.nowMs + l.pulseMs;
+      l.nextSendMs = nextPulseMs(l, s.nowMs);
     }
     s.lastSentSig = sig;
   }
   const at = nextWakeMs(s);
   if (at !== s.timerAtMs) {
-    if (at !== null) x.fx.push({ type: 'setTimer', name: 'tick', atMs: at });
+    // At a loss deadline a takeover may start: the shell meets it to a fraction of a millisecond.
+    if (at !== null) x.fx.push({ type: 'setTimer', name: 'tick', atMs: at, precise: s.lans.some((l) => lossDeadlineMs(l) === at) });
     s.timerAtMs = at;
   }
   if (readyLast) x.fx.push({ type: 'ready', ready: true });

@@ -172,7 +172,11 @@ export type MirrorEffect =
   | { type: 'setReplication'; role: ReplicationRole; sync: ReplicationSync }
   | { type: 'sendHeartbeat'; lan: string; message: HeartbeatMessage }
   /** Replace the timer `name`: at atMs, hand a tick event back. */
-  | { type: 'setTimer'; name: 'tick'; atMs: number }
+  /**
+   * precise: atMs is a loss deadline (a lan, and maybe the peer, is declared lost then); the shell should
+   * meet it to a fraction of a millisecond. Other wake-ups (pulses, listening, swaps) may be a millisecond late.
+   */
+  | { type: 'setTimer'; name: 'tick'; atMs: number; precise: boolean }
   /** A module log line (levels of src/logs/module-log.ts). */
   | { type: 'log'; level: 'I' | 'E'; message: string }
   /** The answer to a command: accepted, or refused with a registry code. */

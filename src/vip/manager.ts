@@ -246,6 +246,7 @@ export class VipManager {
         const holders = holdersOf(links, ip);
         const here = holders.find((h) => h.ifname === iface);
         let added = false;
+        let announced = false;
         if (here) {
           this.#onEvent({ type: 'present', addr: e.addr, ip, iface, prefixLen: here.prefixLen });
         } else if (holders.length > 0) {
@@ -253,8 +254,11 @@ export class VipManager {
             details: { ip, iface, on: holders.map((h) => h.ifname) },
           });
         } else {
-          if (await this.#fastAdd(ip, iface, prefixLen)) added = true;
-          else {
+          const fast = await this.#fastAdd(ip, iface, prefixLen);
+          if (fast) {
+            added = true;
+            announced = fast.announced;
+          } else {
             const argv = this.#addArgv(ip, iface, prefixLen);
             const r = await this.#cmd(argv, `VIP ${ip} on ${iface}`);
             if (r.code !== 0 && !/already assigned|File exists/i.test(r.stderr)) throw this.#failed(`VIP ${ip} on ${iface}`, argv, r);
@@ -265,7 +269,7 @@ export class VipManager {
         const placement: VipPlacement = { addr: e.addr, ip, iface, prefixLen: here?.prefixLen ?? prefixLen, added };
         this.#placed.set(e.addr, placement);
         if (e.where === 'one_side') await this.#preferSource(ip, iface);
-        if (ipFamily(ip) === 4) this.#announce(e, ip, iface);
+        if (ipFamily(ip) === 4) this.#announce(e, ip, iface, announced);
         out.push(placement);
       }
       return out;
@@ -425,15 +429,21 @@ export class VipManager {
    * Adds an IPv4 VIP through the resident helper (no process started). False when there is no helper,
    * the address is IPv6, or the helper failed: the caller then runs `ip` (which reports the error).
    */
-  async #fastAdd(ip: string, iface: string, prefixLen: number): Promise<boolean> {
-    if (!this.#fast || ipFamily(ip) !== 4) return false;
+  /**
+   * Adds the address with the resident helper, which announces it in the same request (one_side_alias:
+   * nothing else has to happen first; one_side's source route comes after, the ARP does not need it).
+   * Null when there is no helper or it failed (the caller uses `ip`).
+   */
+  async #fastAdd(ip: string, iface: string, prefixLen: number): Promise<{ announced: boolean } | null> {
+    if (!this.#fast || ipFamily(ip) !== 4) return null;
     try {
-      await this.#fast.addAddress(ip, prefixLen, iface, this.#labelOf(iface));
-      return true;
+      const r = await this.#fast.addAddress(ip, prefixLen, iface, this.#labelOf(iface), 1);
+      if (r.garpError !== undefined) this.#onEvent({ type: 'warning', error: new StayupError('VIP_FAILED', `VIP ${ip} on ${iface}: resident helper gratuitous ARP: ${r.garpError}`) });
+      return { announced: r.announced };
     } catch (err) {
-      if ((err as { errno?: number }).errno === 17) return true; // EEXIST: already there
+      if ((err as { errno?: number }).errno === 17) return { announced: false }; // EEXIST: already there
       this.#onEvent({ type: 'warning', error: new StayupError('VIP_FAILED', `VIP ${ip} on ${iface}: resident helper: ${(err as Error).message}; using ip`) });
-      return false;
+      return null;
     }
   }
 
@@ -558,12 +568,15 @@ export class VipManager {
 
   // ------------------------------------------------------------------------------- gratuitous ARP
 
-  /** The first burst now, the second later, and the arpreroute refreshes. */
-  #announce(e: VipAddress, ip: string, iface: string): void {
+  /**
+   * The first burst now (unless the helper sent its first packets with the add: `announced`), the second
+   * later, and the arpreroute refreshes.
+   */
+  #announce(e: VipAddress, ip: string, iface: string, announced: boolean): void {
     // The first packets at once from the resident helper; the arping burst follows as before, a little
     // later, because starting a process stalls this one for milliseconds in the middle of a takeover.
     if (this.#fast && ipFamily(ip) === 4) {
-      this.#fast.garp(ip, iface, 1).catch((err: Error) => this.#onEvent({ type: 'warning', error: new StayupError('VIP_FAILED', `VIP ${ip} on ${iface}: resident helper gratuitous ARP: ${err.message}`) }));
+      if (!announced) this.#fast.garp(ip, iface, 1).catch((err: Error) => this.#onEvent({ type: 'warning', error: new StayupError('VIP_FAILED', `VIP ${ip} on ${iface}: resident helper gratuitous ARP: ${err.message}`) }));
       this.#after(FAST_GARP_FOLLOW_UP_MS, () => this.#garp(ip, iface, 'burst'));
     } else this.#garp(ip, iface, 'burst');
     if (this.#secondBurstMs > 0) this.#after(this.#secondBurstMs, () => this.#garp(ip, iface, 'repeat'));

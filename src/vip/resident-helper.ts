@@ -7,9 +7,21 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { installDir } from '../util/paths.ts';
 
+/** What addAddress did besides adding the address. */
+export interface AddResult {
+  /** The gratuitous ARP asked for left right after the add. */
+  announced: boolean;
+  /** Why it did not, when it was asked for (the address is there all the same). */
+  garpError?: string;
+}
+
 export interface FastVipOps {
-  /** Adds ip/prefix on iface with the label; rejects with the kernel's error (e.g. EEXIST). */
-  addAddress(ip: string, prefixLen: number, iface: string, label: string): Promise<void>;
+  /**
+   * Adds ip/prefix on iface with the label, then sends `garpCount` gratuitous ARP request+reply pairs at
+   * once, in the same request: a takeover's first announcement waits for no second round trip. Rejects
+   * with the kernel's error (e.g. EEXIST), in which case nothing was announced.
+   */
+  addAddress(ip: string, prefixLen: number, iface: string, label: string, garpCount?: number): Promise<AddResult>;
   /** Sends `count` gratuitous ARP request+reply pairs for ip on iface. */
   garp(ip: string, iface: string, count: number): Promise<void>;
   /** Prepares what a later garp on iface needs (its packet socket), so the first one is quick. */
@@ -17,10 +29,15 @@ export interface FastVipOps {
   close(): void;
 }
 
+/** A successful answer's extras. */
+interface HelperAnswer {
+  garpError?: string;
+}
+
 export class ResidentVipHelper implements FastVipOps {
   #child: ChildProcessWithoutNullStreams | null = null;
   #seq = 0;
-  readonly #pending = new Map<number, { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  readonly #pending = new Map<number, { resolve: (a: HelperAnswer) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   #closed = false;
 
   constructor(
@@ -34,16 +51,18 @@ export class ResidentVipHelper implements FastVipOps {
     this.#ensure();
   }
 
-  addAddress(ip: string, prefixLen: number, iface: string, label: string): Promise<void> {
-    return this.#call({ op: 'add', ip, prefix: prefixLen, iface, label });
+  async addAddress(ip: string, prefixLen: number, iface: string, label: string, garpCount = 0): Promise<AddResult> {
+    const a = await this.#call({ op: 'add', ip, prefix: prefixLen, iface, label, ...(garpCount > 0 ? { garp: garpCount } : {}) });
+    if (garpCount <= 0) return { announced: false };
+    return a.garpError === undefined ? { announced: true } : { announced: false, garpError: a.garpError };
   }
 
-  garp(ip: string, iface: string, count: number): Promise<void> {
-    return this.#call({ op: 'garp', ip, iface, count });
+  async garp(ip: string, iface: string, count: number): Promise<void> {
+    await this.#call({ op: 'garp', ip, iface, count });
   }
 
-  warm(iface: string): Promise<void> {
-    return this.#call({ op: 'warm', iface });
+  async warm(iface: string): Promise<void> {
+    await this.#call({ op: 'warm', iface });
   }
 
   close(): void {
@@ -64,7 +83,7 @@ export class ResidentVipHelper implements FastVipOps {
     });
     child.stderr.resume();
     createInterface({ input: child.stdout }).on('line', (line) => {
-      let m: { id?: number; ok?: boolean; errno?: number; error?: string };
+      let m: { id?: number; ok?: boolean; errno?: number; error?: string; garpError?: string };
       try {
         m = JSON.parse(line) as typeof m;
       } catch {
@@ -74,14 +93,14 @@ export class ResidentVipHelper implements FastVipOps {
       if (!p) return;
       this.#pending.delete(m.id!);
       clearTimeout(p.timer);
-      if (m.ok) p.resolve();
+      if (m.ok) p.resolve(typeof m.garpError === 'string' ? { garpError: m.garpError } : {});
       else p.reject(Object.assign(new Error(m.error ?? 'VIP helper error'), { errno: m.errno ?? 0 }));
     });
     this.#child = child;
     return child;
   }
 
-  #call(req: Record<string, unknown>): Promise<void> {
+  #call(req: Record<string, unknown>): Promise<HelperAnswer> {
     const child = this.#ensure();
     if (!child) return Promise.reject(new Error('the VIP helper is closed'));
     const id = ++this.#seq;

@@ -3,7 +3,10 @@
 # socket, without starting a process per operation (a failover then spawns nothing). Started once per
 # mirror engine by src/vip/resident-helper.ts; one JSON request per line on stdin, one JSON answer per
 # line on stdout: {"id":N,"ok":true} or {"id":N,"ok":false,"errno":E,"error":"..."}.
-#   {"id":1,"op":"add","ip":"198.18.0.100","prefix":24,"iface":"eth0","label":"eth0:vip"}
+#   {"id":1,"op":"add","ip":"198.18.0.100","prefix":24,"iface":"eth0","label":"eth0:vip","garp":1}
+#        ("garp": N gratuitous ARP pairs sent as soon as the kernel has the address, so a takeover's first
+#         announcement does not wait for another request; if only they fail the answer is
+#         {"id":N,"ok":true,"garpError":"..."}: the address is there)
 #   {"id":2,"op":"garp","ip":"198.18.0.100","iface":"eth0","count":1}
 #   {"id":3,"op":"warm","iface":"eth0"}        (opens the interface's packet socket ahead of time)
 import json, os, socket, struct, sys
@@ -30,6 +33,8 @@ def add_address(ip, prefix, iface, label):
         body += rta(IFA_LABEL, label.encode() + b"\0")
     flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
     msg = struct.pack("IHHII", 16 + len(body), RTM_NEWADDR, flags, seq, 0) + body
+    # A socket per add: creating one costs microseconds, and a late answer can never be mistaken for
+    # the next request's.
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as s:
         s.settimeout(5)
         s.send(msg)
@@ -90,16 +95,21 @@ def main():
         except ValueError:
             continue
         rid = req.get("id")
+        out = {"id": rid, "ok": True}
         try:
             if req.get("op") == "add":
                 add_address(req["ip"], int(req["prefix"]), req["iface"], req.get("label") or "")
+                if int(req.get("garp", 0)) > 0:
+                    try:
+                        garp(req["ip"], req["iface"], int(req["garp"]))
+                    except OSError as e:
+                        out["garpError"] = e.strerror or str(e)
             elif req.get("op") == "garp":
                 garp(req["ip"], req["iface"], int(req.get("count", 1)))
             elif req.get("op") == "warm":
                 warm(req["iface"])
             else:
                 raise OSError(22, "unknown op %r" % req.get("op"))
-            out = {"id": rid, "ok": True}
         except OSError as e:
             out = {"id": rid, "ok": False, "errno": e.errno or 0, "error": e.strerror or str(e)}
         except Exception as e:  # a bad request must not end the helper

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
 import { MemoryHeartbeatNetwork } from '../../src/heartbeat/memory.ts';
 import { generateModuleKey } from '../../src/heartbeat/module-key.ts';
-import { MirrorEngine, noReplication, type EngineClock, type ScriptPort, type VipPort } from '../../src/engine/mirror-engine.ts';
+import { MirrorEngine, noReplication, realClock, type EngineClock, type ScriptPort, type VipPort } from '../../src/engine/mirror-engine.ts';
+import type { PreciseTimer } from '../../src/util/scheduler.ts';
 import type { MirrorRecordStore } from '../../src/engine/mirror-store.ts';
 import type { MirrorConfig, MirrorPersisted } from '../../src/mirror/types.ts';
 import { decodeHeartbeatMessage, encodeHeartbeatMessage } from '../../src/engine/heartbeat-codec.ts';
@@ -19,6 +20,21 @@ class ManualClock implements EngineClock {
    * (its millisecond rounding). Shorter ones fire on time, so a re-arm for the rest always progresses.
    */
   earlyMs = 0;
+  /** Fire setTimeout timers this much after their time (setTimeout's lateness on a busy machine). */
+  lateMs = 0;
+  /** Precise deadlines asked for (setDeadline, present when built with precise = true). */
+  deadlines: number[] = [];
+  setDeadline?: (fn: () => void, atMs: number) => PreciseTimer;
+  constructor(precise = false) {
+    if (precise) {
+      this.setDeadline = (fn, atMs) => {
+        this.deadlines.push(atMs);
+        const id = ++this.#seq;
+        this.#timers.set(id, { at: atMs, fn });
+        return { cancel: () => this.#timers.delete(id) };
+      };
+    }
+  }
   #timers = new Map<number, { at: number; fn: () => void }>();
   #seq = 0;
   /** Resolves when the engines have stepped every queued event. */
@@ -28,7 +44,7 @@ class ManualClock implements EngineClock {
   }
   setTimeout(fn: () => void, ms: number): unknown {
     const id = ++this.#seq;
-    this.#timers.set(id, { at: this.now + ms - (ms >= 2 ? this.earlyMs : 0), fn });
+    this.#timers.set(id, { at: this.now + ms - (ms >= 2 ? this.earlyMs : 0) + this.lateMs, fn });
     return id;
   }
   clearTimeout(h: unknown): void {
@@ -86,7 +102,7 @@ function config(self: string, peer: string, o: Partial<MirrorConfig> = {}): Mirr
   };
 }
 
-function makeNode(net: MemoryHeartbeatNetwork, clock: ManualClock, key: Buffer, self: string, peer: string, journal: string[]): Node {
+function makeNode(net: MemoryHeartbeatNetwork, clock: ManualClock, key: Buffer, self: string, peer: string, journal: string[], o: Partial<MirrorConfig> = {}): Node {
   const n = { name: self, journal, vipUp: false } as Node;
   const store = {
     record: null as MirrorPersisted | null,
@@ -119,18 +135,18 @@ function makeNode(net: MemoryHeartbeatNetwork, clock: ManualClock, key: Buffer, 
     },
   };
   const channel = net.transport({ moduleId: 1, moduleKey: key, node: self, peer, lans: ['default'], now: () => clock.now });
-  n.engine = new MirrorEngine({ module: 'm', config: config(self, peer), channel, vip, scripts, replication: noReplication(() => clock.now), store, log: (level, source, message) => journal.push(`${self} log ${level} ${message}`), clock });
+  n.engine = new MirrorEngine({ module: 'm', config: config(self, peer, o), channel, vip, scripts, replication: noReplication(() => clock.now), store, log: (level, source, message) => journal.push(`${self} log ${level} ${message}`), clock });
   n.engine.start();
   return n;
 }
 
-function pair(): { clock: ManualClock; net: MemoryHeartbeatNetwork; a: Node; b: Node; journal: string[] } {
-  const clock = new ManualClock();
+function pair(o: { precise?: boolean; config?: Partial<MirrorConfig> } = {}): { clock: ManualClock; net: MemoryHeartbeatNetwork; a: Node; b: Node; journal: string[] } {
+  const clock = new ManualClock(o.precise ?? false);
   const net = new MemoryHeartbeatNetwork({ now: () => clock.now, wallClock: () => 1_700_000_000_000 + clock.now, schedule: (fn, ms) => void clock.setTimeout(fn, Math.max(1, ms)), delayMs: 1 });
   const key = generateModuleKey();
   const journal: string[] = [];
-  const a = makeNode(net, clock, key, 'n1', 'n2', journal);
-  const b = makeNode(net, clock, key, 'n2', 'n1', journal);
+  const a = makeNode(net, clock, key, 'n1', 'n2', journal, o.config);
+  const b = makeNode(net, clock, key, 'n2', 'n1', journal, o.config);
   clock.idle = async () => {
     await Promise.all([a.engine.settled(), b.engine.settled()]);
   };
@@ -197,6 +213,30 @@ describe('mirror engine (the daemon shell) over in-memory twins', () => {
     assert.ok(journal.slice(mark).includes('n1 vipAnnounce'), journal.slice(mark).join('\n'));
   });
 
+  it('the loss deadline is met exactly (precise timer) while pulse timers run late; the log waits for the takeover', async () => {
+    // The loss deadline half a pulse away from the pulses, so that it is the loss timer that finds it.
+    const { clock, net, a, b, journal } = pair({ precise: true, config: { heartbeats: [{ lan: 'default', pulseMs: 100, timeoutMs: 1050 }] } });
+    clock.lateMs = 0.5;
+    void a.engine.command('start');
+    void b.engine.command('start');
+    await clock.advance(3000);
+    assert.equal(b.engine.status().state, 'SECOND', journal.join('\n'));
+    const mark = journal.length;
+    net.partition();
+    await clock.advance(3000);
+    assert.equal(b.engine.status().state, 'ALONE');
+    const times = journal.slice(mark).find((l) => l.startsWith('n2 log D Takeover times'));
+    // Declared lost at last heard + 1050 ms to the millisecond's fraction, not half a millisecond later as its pulse timers are.
+    assert.match(times ?? '', /deadline 1050\.0, tick due 1050\.0, tick fired 1050\.0, lost \(tick stepped\) 1050\.0, state record written 1050\.0/, times);
+    assert.ok(clock.deadlines.length > 0, 'the loss deadline went to setDeadline');
+    // The step's log lines are written after its state record (they must not delay the takeover).
+    const mine = journal.slice(mark).filter((l) => l.startsWith('n2 '));
+    const iPersist = mine.findIndex((l) => /persist uptodate=true lastPrim=true/.test(l));
+    const iLost = mine.findIndex((l) => /no heartbeat for 1050 ms/.test(l));
+    const iState = mine.findIndex((l) => /Local state ALONE Transient/.test(l));
+    assert.ok(iPersist >= 0 && iPersist < iState && iState < iLost, mine.join('\n'));
+  });
+
   it('timers that fire a fraction of a millisecond early do not stop the heartbeats', async () => {
     const { clock, net, a, b, journal } = pair();
     clock.earlyMs = 0.5;
@@ -236,6 +276,25 @@ describe('mirror engine (the daemon shell) over in-memory twins', () => {
     const ans = await r;
     assert.equal(ans.ok, false);
     assert.equal(ans.code, 'CONFLICT');
+  });
+});
+
+describe('the real clock', () => {
+  it('setDeadline fires after its deadline, within a fraction of a millisecond when the machine is not starved; cancel stops it', async () => {
+    const late: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      const at = realClock.nowMs() + 3 + (i % 5) * 0.3;
+      late.push(await new Promise<number>((res) => realClock.setDeadline!(() => res(realClock.nowMs() - at), at)));
+    }
+    assert.ok(late.every((l) => l >= 0), `never early: ${late.map((l) => l.toFixed(3)).join(', ')}`);
+    late.sort((x, y) => x - y);
+    // setTimeout alone is typically 1 ms late; a loaded test machine may stretch this, hence the margin.
+    assert.ok(late[7]! < 1, `median lateness ${late[7]!.toFixed(3)} ms`);
+    let fired = false;
+    const t = realClock.setDeadline!(() => (fired = true), realClock.nowMs() + 2);
+    t.cancel();
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(fired, false);
   });
 });
 

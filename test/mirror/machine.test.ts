@@ -203,6 +203,28 @@ test('a heartbeat on every lan at its own pulse, carrying the state; timers ask 
   assert.ok(sends.every((e) => e.message.node === 'n1' && e.message.state === 'WAIT'));
 });
 
+test('heartbeats keep their pulse when every tick runs late; a tick later than a pulse starts a new grid', () => {
+  let s = initialMirrorState(config({ heartbeats: [{ lan: 'lan1', pulseMs: 10, timeoutMs: 40 }] }), null, 0);
+  ({ s } = drive(s, [{ type: 'command', nowMs: 0, command: 'start' }]));
+  const sentAt: number[] = [];
+  for (let i = 0; i < 101; i++) {
+    // Every wake-up 1.5 ms after the time asked for (setTimeout's lateness on a busy machine).
+    const t = s.timerAtMs! + 1.5;
+    const r = step(s, { type: 'tick', nowMs: t });
+    s = r.state;
+    if (r.effects.some((e) => e.type === 'sendHeartbeat')) sentAt.push(t);
+  }
+  // 100 pulses take 1000 ms, not 1150: the lateness does not add up.
+  const span = sentAt.at(-1)! - sentAt[0]!;
+  assert.ok(Math.abs(span - 10 * (sentAt.length - 1)) < 0.001, `${sentAt.length} heartbeats over ${span} ms`);
+  assert.equal(s.lans[0]!.nextSendMs, sentAt.at(-1)! - 1.5 + 10);
+  // 35 ms without running: one heartbeat now, the next a pulse later (no burst for the missed ones).
+  const late = sentAt.at(-1)! + 35;
+  const r = step(s, { type: 'tick', nowMs: late });
+  assert.equal(r.effects.filter((e) => e.type === 'sendHeartbeat').length, 1);
+  assert.equal(r.state.lans[0]!.nextSendMs, late + 10);
+});
+
 test('the peer is lost only when every lan is lost', () => {
   const peer = (seq: number): HeartbeatMessage => peerMessage('n2', { seq, state: 'SECOND' });
   let s = initialMirrorState(config(), null, 0);

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { VipManager, vipAddresses, routeSpec, type VipEvent } from '../../src/vip/manager.ts';
 import { isStayupError, type StayupError } from '../../src/errors/stayup-error.ts';
 import { FakeHost, FakeScheduler, oneNic, tick, vipConfig } from './fake-host.ts';
+import type { FastVipOps } from '../../src/vip/resident-helper.ts';
 
 const VIP = '198.18.1.100';
 const garp = (mode: string, ip = VIP, dev = 'eth0', count = 3): string => `arping ${mode} -c ${count} -I ${dev} -s ${ip} ${ip}`;
@@ -102,6 +103,60 @@ describe('VipManager.up: one_side_alias', () => {
     assert.deepEqual(host.actions, ['ip addr add 2001:db8::5/64 dev eth0 nodad']);
     await m.down();
     assert.deepEqual(host.actions.slice(1), ['ss -K -H -t -n src [2001:db8::5]', 'ss -H -t -n state established src [2001:db8::5]', 'ip addr del 2001:db8::5/64 dev eth0', 'ss -K -H -t -n src [2001:db8::5]']);
+  });
+});
+
+describe('VipManager: with the resident helper', () => {
+  /** A FastVipOps that records its calls and adds on the fake host; `garpError` fails only the ARP. */
+  function fastOps(host: FakeHost, o: { garpError?: string } = {}): FastVipOps & { calls: string[] } {
+    const calls: string[] = [];
+    return {
+      calls,
+      async addAddress(ip, prefixLen, iface, label, garpCount = 0) {
+        calls.push(`add ${ip}/${prefixLen} ${iface} ${label} garp=${garpCount}`);
+        const r = await host.run(['ip', 'addr', 'add', `${ip}/${prefixLen}`, 'dev', iface, 'label', label], {});
+        if (r.code !== 0) throw Object.assign(new Error(r.stderr), { errno: 17 });
+        return o.garpError === undefined ? { announced: garpCount > 0 } : { announced: false, garpError: o.garpError };
+      },
+      async garp(ip, iface, count) {
+        calls.push(`garp ${ip} ${iface} ${count}`);
+      },
+      async warm() {},
+      close() {},
+    };
+  }
+
+  it('adds the address and sends its first gratuitous ARP in one request; the arping burst follows', async () => {
+    const host = oneNic();
+    const fast = fastOps(host);
+    const sched = new FakeScheduler();
+    const m = new VipManager(vipConfig([{ addr: VIP }]), { run: host.run, scheduler: sched, fastOps: fast });
+    const placed = await m.up();
+    assert.equal(placed[0]?.added, true);
+    assert.deepEqual(fast.calls, [`add ${VIP}/24 eth0 eth0:vip garp=1`], 'no second request for the first announcement');
+    host.clear();
+    sched.advance(200);
+    assert.deepEqual(host.calls, [garp('-U'), garp('-A')]);
+  });
+
+  it('announces with a separate request when the address was already there, and warns when only the ARP failed', async () => {
+    const host = oneNic();
+    const fast = fastOps(host);
+    const m = new VipManager(vipConfig([{ addr: VIP }]), { run: host.run, scheduler: new FakeScheduler(), fastOps: fast });
+    await m.up();
+    fast.calls.length = 0;
+    await m.up();
+    assert.deepEqual(fast.calls, [`garp ${VIP} eth0 1`]);
+
+    const host2 = oneNic();
+    const events: VipEvent[] = [];
+    const m2 = new VipManager(vipConfig([{ addr: VIP }]), { run: host2.run, scheduler: new FakeScheduler(), fastOps: fastOps(host2, { garpError: 'Network is down' }), onEvent: (e) => events.push(e) });
+    const placed = await m2.up();
+    assert.equal(placed[0]?.added, true, 'the address is there all the same');
+    assert.deepEqual(
+      events.flatMap((e) => (e.type === 'warning' ? [e.error.message] : [])),
+      [`VIP ${VIP} on eth0: resident helper gratuitous ARP: Network is down`],
+    );
   });
 });
 

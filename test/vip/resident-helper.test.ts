@@ -55,6 +55,17 @@ describe('resident VIP helper (netlink add, packet-socket gratuitous ARP)', { sk
     assert.match(shown, /inet 198\.18\.250\.100\/24 .*va:vip/);
   });
 
+  it('sends the gratuitous ARP asked for with an add as soon as the address is there', () => {
+    const before = rxPackets('vb');
+    const r = helperSession([
+      { id: 1, op: 'add', ip: '198.18.250.102', prefix: 24, iface: 'va', label: 'va:vip', garp: 1 },
+      { id: 2, op: 'add', ip: '198.18.250.102', prefix: 24, iface: 'va', label: 'va:vip', garp: 1 },
+    ]);
+    assert.deepEqual(r[0], { id: 1, ok: true });
+    assert.equal(r[1]!.errno, 17, 'an add that fails announces nothing');
+    assert.equal(rxPackets('vb') - before, 2, 'one request+reply pair reached the other end');
+  });
+
   it('sends a gratuitous ARP request and reply per count on the interface', () => {
     const before = rxPackets('vb');
     const r = helperSession([
