@@ -17,6 +17,10 @@ import { MirrorEngine, noReplication, type EngineLog, type ScriptPort } from './
 import { fileMirrorRecordStore } from './mirror-store.ts';
 import { bindErrd } from './errd-binding.ts';
 import { bindVipCheckers } from './vip-checkers.ts';
+import type { UdpLan } from '../heartbeat/transport.ts';
+import { RfsRuntime } from '../replication/rfs-runtime.ts';
+import { loadRfsNative } from '../replication/native-binding.ts';
+import { modulePorts } from '../packages/module-store.ts';
 
 /** How often the generated intf.* and ip.* checkers run. */
 export const VIP_CHECK_INTERVAL_MS = 1000;
@@ -93,12 +97,10 @@ export async function openMirrorEngine(o: {
   log: ModuleLog;
 }): Promise<MirrorEngine> {
   const setup = buildMirrorSetup(o.cluster, o.config, { self: o.self, moduleId: o.moduleId });
-  if (setup.config.replicatedData) {
-    throw new StayupError('REPLICATION_UNAVAILABLE', `module ${o.module}: <rfs> replicated directories are not supported by this version yet; remove <rfs> to run the module without replication`);
-  }
   const key = readModuleKey(o.paths, o.module);
   if (!key) throw new StayupError('MODULE_KEY_INVALID', `module ${o.module} has no module key: run "stayup -H '*' module genkey -m ${o.module}"`);
   const log = engineLog(o.log);
+  const rfs = setup.config.replicatedData ? openRfs(o, setup.lans, setup.config.peer, key, log) : null;
   const channel = await HeartbeatTransport.open({ lans: setup.lans, moduleId: o.moduleId, moduleKey: key, node: o.self, peer: setup.config.peer });
   const svcVip = o.config.service.vip;
   const helper = svcVip ? new ResidentVipHelper() : null;
@@ -120,11 +122,12 @@ export async function openMirrorEngine(o: {
     channel,
     // up() is idempotent: on addresses already present it only announces them again.
     vip: vip ? { up: () => vip.up(), down: () => vip.down(), announce: () => vip.up() } : null,
-    scripts: moduleScriptPort(o),
-    replication: noReplication(),
+    scripts: rfs ? interceptedScripts(moduleScriptPort(o), rfs, log) : moduleScriptPort(o),
+    replication: rfs ?? noReplication(),
     store: fileMirrorRecordStore(o.paths, o.module),
     log,
   });
+  if (rfs) engine.onClose(() => void rfs.close());
   const errd = o.config.service.errd;
   if (errd && errd.procs.length > 0) {
     const binding = bindErrd({
@@ -150,4 +153,50 @@ export async function openMirrorEngine(o: {
   if (vip) engine.onClose(bindVipCheckers({ engine, checkers: () => vip.checkers(), log, intervalMs: VIP_CHECK_INTERVAL_MS }));
   engine.start();
   return engine;
+}
+
+/**
+ * The replication of a module with <rfs>: its stream runs on the lan of <flow>, else the heartbeat with
+ * ident="flow", else the first heartbeat (the reference's rule), between the two nodes' addresses there.
+ */
+function openRfs(o: { module: string; moduleId: number; paths: NodePaths; self: string; config: UserConfig }, lans: UdpLan[], peer: string, key: Uint8Array, log: EngineLog): RfsRuntime {
+  const svc = o.config.service;
+  const rfs = svc.rfs!;
+  const heart = svc.heart!;
+  const flowName = rfs.flow?.name ?? heart.heartbeats.find((h) => h.ident === 'flow')?.name ?? heart.heartbeats[0]!.name;
+  const lan = lans.find((l) => l.lan === flowName) ?? lans[0]!;
+  return new RfsRuntime({
+    module: o.module,
+    self: o.self,
+    peer,
+    rfs,
+    localAddr: lan.bindAddr,
+    peerAddr: lan.peerAddr,
+    port: modulePorts(o.moduleId).replicationTcp,
+    moduleKey: key,
+    stateDir: join(o.paths.moduleVarDir(o.module), 'rfs'),
+    native: loadRfsNative(),
+    log: (level, message, fields) => log(level, 'rfs', message, fields),
+  });
+}
+
+/** Module scripts with the interception around them (mount before the first start, writable for start_prim). */
+function interceptedScripts(base: ScriptPort, rfs: RfsRuntime, log: EngineLog): ScriptPort {
+  return {
+    async run(batch, signal) {
+      try {
+        await rfs.beforeScripts(batch);
+      } catch (e) {
+        log('E', 'rfs', `replicated directories: ${(e as Error).message}`);
+        return { ok: false, failedScript: 'rfs' };
+      }
+      const r = await base.run(batch, signal);
+      try {
+        await rfs.afterScripts(batch);
+      } catch (e) {
+        log('E', 'rfs', `replicated directories: ${(e as Error).message}`);
+      }
+      return r;
+    },
+  };
 }

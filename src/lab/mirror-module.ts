@@ -23,6 +23,8 @@ export interface LabMirrorOptions {
   errdPolltimer?: string;
   /** false: start_prim does not start the service (it runs elsewhere, e.g. on both servers). */
   startService?: boolean;
+  /** Replicated directories (<rfs>), with the acknowledgement mode. */
+  rfs?: { dirs: string[]; async?: 'second' | 'none' };
 }
 
 /** The service: python3, so errd can find it by name (python3) and argument (lab-service.py). */
@@ -88,6 +90,9 @@ export function labMirrorUserConfig(o: LabMirrorOptions): string {
   const errd = o.errdPolltimer
     ? `  <errd polltimer="${o.errdPolltimer}">\n    <proc name="python3" argregex="lab-service\\.py ${o.servicePort ?? 7000}" atleast="1" action="restart" class="prim" />\n  </errd>\n`
     : '';
+  const rfs = o.rfs
+    ? `  <rfs async="${o.rfs.async ?? 'second'}">\n${o.rfs.dirs.map((d) => `    <replicated dir="${d}" mode="read_only" />`).join('\n')}\n  </rfs>\n`
+    : '';
   return `<!DOCTYPE safe>
 <safe>
 <service mode="mirror" defaultprim="${o.defaultPrim ?? 'alone'}" failover="${o.failover === false ? 'off' : 'on'}" maxloop="${o.maxLoop ?? 3}" loop_interval="${o.loopInterval ?? '24h'}">
@@ -103,7 +108,7 @@ ${lans.map((l) => `    <heartbeat name="${l}" />`).join('\n')}
       </interface>
     </interface_list>
   </vip>
-${errd}  <user nicestoptimeout="10s" forcestoptimeout="10s" logging="userlog">
+${rfs}${errd}  <user nicestoptimeout="10s" forcestoptimeout="10s" logging="userlog">
     <var name="SERVICE_PORT" value="${o.servicePort ?? 7000}" />
     <var name="START_SERVICE" value="${o.startService === false ? 'no' : 'yes'}" />
   </user>

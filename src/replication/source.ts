@@ -191,8 +191,11 @@ export class ReplicationSource {
       case 'symlink': {
         const p = P(ev.path);
         if (p === null) break;
-        if (!live(p)) this.markNew(p);
-        else if (ev.op === 'mknod') frames.push({ type: 'mknod', path: p, mode: ev.mode, rdev: ev.rdev, uid: ev.uid, gid: ev.gid });
+        if (!live(p)) {
+          this.markNew(p);
+          // A directory made while the peer is away: what is later put in it is compared too.
+          if (ev.op === 'mkdir') j.markList(p, true);
+        } else if (ev.op === 'mknod') frames.push({ type: 'mknod', path: p, mode: ev.mode, rdev: ev.rdev, uid: ev.uid, gid: ev.gid });
         else if (ev.op === 'mkdir') frames.push({ type: 'mkdir', path: p, mode: ev.mode, uid: ev.uid, gid: ev.gid });
         else frames.push({ type: 'symlink', path: p, target: ev.target, uid: ev.uid, gid: ev.gid });
         break;
@@ -313,7 +316,8 @@ export class ReplicationSource {
     if (!link) return;
     this.link = null;
     const j = this.o.journal;
-    for (const s of this.sentPaths) if (s.count > this.ackedCount) for (const p of s.paths) j.markAll(p);
+    // The peer may or may not have applied these: compare each object (and, for a directory, its entries).
+    for (const s of this.sentPaths) if (s.count > this.ackedCount) for (const p of s.paths) j.markList(p, true);
     for (const [p, ip] of this.inProgress) ip.kind === 'list' ? j.markList(p, ip.deep) : j.markAll(p);
     this.inProgress.clear();
     this.sentPaths = [];
@@ -433,7 +437,10 @@ export class ReplicationSource {
   private async runResync(link: FrameLink): Promise<void> {
     const j = this.o.journal;
     const outstanding = new Set<Promise<void>>();
+    let turns = 0;
     while (this.link === link) {
+      // Let the mount's events in now and then: a big reintegration must not stall the application.
+      if (++turns % 256 === 0) await new Promise((r) => setImmediate(r));
       const next = outstanding.size < this.o.nbrei ? j.dirty.takeNext() : undefined;
       if (next) {
         const task = this.syncOne(link, next[0], next[1].zones, next[1].deep || next[1].list, next[1].deep);
@@ -535,7 +542,10 @@ export class ReplicationSource {
       const childRel = rel === '' ? e.name : `${rel}/${e.name}`;
       if (filter.replicates(childRel)) ours.set(e.name, e.type);
     }
-    for (const [name] of theirs) if (!ours.has(name)) this.send({ type: 'rmtree', path: `${p}/${name}` });
+    for (const [name] of theirs) {
+      // What is not replicated stays as the peer has it.
+      if (!ours.has(name) && filter.replicates(rel === '' ? name : `${rel}/${name}`)) this.send({ type: 'rmtree', path: `${p}/${name}` });
+    }
     const r = this.resyncing;
     for (const [name, type] of ours) {
       const child = `${p}/${name}`;
@@ -614,7 +624,8 @@ export class ReplicationSource {
   private under(p: string): string {
     const { dirIndex, rel } = splitReplPath(p);
     const base = this.o.dirs[dirIndex]!.underPath;
-    return rel === '' ? base : `${base}/${rel}`;
+    // `/proc/self/fd/N` itself is a (magic) symlink: the root is reached through it.
+    return rel === '' ? `${base}/.` : `${base}/${rel}`;
   }
 
   private lstat(p: string): BigIntStats | null {
