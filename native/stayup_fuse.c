@@ -3554,6 +3554,9 @@ static napi_value js_readlinkAt(napi_env env, napi_callback_info info)
 	char buf[PATH_MAX + 1];
 	ssize_t n = readlinkat(fd, "", buf, PATH_MAX);
 	int err = errno;
+	struct stat st;
+	/* the empty-path form answers ENOENT for a non-symlink; readlink(2) says EINVAL */
+	if (n < 0 && err == ENOENT && fstat(fd, &st) == 0 && !S_ISLNK(st.st_mode)) err = EINVAL;
 	close(fd);
 	if (n < 0) return throw_errno(env, err, "readlinkAt", a.rel);
 	napi_value s;
