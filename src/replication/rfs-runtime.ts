@@ -133,7 +133,7 @@ export class RfsRuntime implements ReplicationPort {
         }
         const m = this.o.native.mount({
           mountPoint: r.dir,
-          fsName: `stayup:${this.o.module}`,
+          fsName: this.o.module,
           onOp: (ev) => this.onOp(i, ev),
           onExit: (why) => this.o.log('E', `replicated directory ${r.dir}: the interception ended (${why})`),
         });

@@ -61,7 +61,7 @@ describe('replication: no acknowledged write lost across 20 primary crashes; res
     }
     assert.fail(`stayupd on ${node} did not answer`);
   };
-  const moduleLog = async (node: string, lines = 400): Promise<string> => (await stayupOn(lab, node, ['log', '-m', MODULE, '-s', String(lines)])).stdout;
+  const moduleLog = async (node: string, lines = 400): Promise<string> => (await stayupOn(lab, node, ['log', '-A', '-m', MODULE, '-s', String(lines)])).stdout;
   const records = async (node: string): Promise<number[]> => {
     const r = await lab.exec(node, ['sh', '-c', `cat ${DATA}/records.txt 2>/dev/null || true`]);
     return r.stdout.split('\n').filter(Boolean).map(Number);
@@ -93,6 +93,10 @@ describe('replication: no acknowledged write lost across 20 primary crashes; res
   it('a first start copies the data to the secondary (full reintegration), which then is a byte-identical copy', async () => {
     const r = await stayupOn(lab, 'node1', ['-H', '*', 'start', '-m', MODULE]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
+    // A first start: neither node can prove its data is current, both wait; the operator names the source.
+    await waitState('node1', 'WAIT');
+    const p = await stayupOn(lab, 'node1', ['prim', '-m', MODULE]);
+    assert.equal(p.code, 0, p.stdout + p.stderr);
     await waitState('node1', 'PRIM');
     await waitState('node2', 'SECOND');
     const sum = async (n: string): Promise<string> => (await lab.exec(n, ['sh', '-c', `md5sum < ${DATA}/static.bin`])).stdout.trim();
