@@ -6,11 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/Release/stayup_fuse.node
 srcs=(native/stayup_fuse.c native/binding.gyp scripts/build-native.sh)
-if [ -f "$out" ]; then
-  stale=0
-  for s in "${srcs[@]}"; do [ "$s" -nt "$out" ] && stale=1; done
-  [ "$stale" = 0 ] && exit 0
-fi
+up_to_date() {
+  [ -f "$out" ] || return 1
+  for s in "${srcs[@]}"; do [ "$s" -nt "$out" ] && return 1; done
+  return 0
+}
+up_to_date && exit 0
+# test files run in parallel and may all find the addon stale: one builds, the others wait and re-check
+mkdir -p build
+exec 9>build/.build-native.lock
+flock 9
+up_to_date && exit 0
 gyp="$(npm root -g 2>/dev/null)/npm/node_modules/node-gyp/bin/node-gyp.js"
 [ -f "$gyp" ] || gyp="$(dirname "$(command -v node)")/../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js"
 [ -f "$gyp" ] || { echo "build-native: node-gyp not found (it ships with npm)" >&2; exit 1; }
