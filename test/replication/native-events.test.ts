@@ -6,10 +6,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, constants as C, existsSync, ftruncateSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ensureNativeBuilt, mount, type FuseMount, type FuseMountOptions, type FuseOp } from '../../src/replication/fuse/native.ts';
+import { ensureNativeBuilt, mount, peer, type FuseMount, type FuseMountOptions, type FuseOp } from '../../src/replication/fuse/native.ts';
 import { installDir } from '../../src/util/paths.ts';
 
 const run = promisify(execFile);
@@ -395,6 +396,184 @@ except OSError as e:
     await py(dir, `fd = os.open('big', os.O_CREAT | os.O_WRONLY, 0o644); os.write(fd, b'q' * (3 << 20)); os.close(fd)`);
     const sizes = events.filter((e) => e.op === 'write').map((e) => (e as { data: Buffer }).data.length);
     assert.deepEqual(sizes, [1 << 20, 1 << 20, 1 << 20]);
+  });
+
+  it('replaying the events with the peer helpers rebuilds the same tree (concurrent writers, random operations)', async () => {
+    const replicaDir = join(base, 'replica');
+    mkdirSync(replicaDir, { recursive: true });
+    const p = peer();
+    const replica = p.openRoot(replicaDir);
+    const fds = new Map<number, number>();
+    const errors: string[] = [];
+    const apply = (op: FuseOp) => {
+      try {
+        switch (op.op) {
+          case 'create': {
+            const fd = p.openAt(replica, op.path, C.O_CREAT | C.O_EXCL | C.O_RDWR, op.mode);
+            p.fchown(fd, op.uid, op.gid);
+            p.futimens(fd, null, op.mtimeNs);
+            fds.set(op.handle, fd);
+            break;
+          }
+          case 'open':
+            if (op.path !== null) {
+              const fd = p.openAt(replica, op.path, (op.flags & C.O_TRUNC) | C.O_RDWR, 0);
+              if (op.mtimeNs !== undefined) p.futimens(fd, null, op.mtimeNs);
+              fds.set(op.handle, fd);
+            }
+            break;
+          case 'write': {
+            const fd = fds.get(op.handle);
+            if (fd !== undefined) {
+              p.pwrite(fd, op.data, op.offset);
+              p.futimens(fd, null, op.mtimeNs);
+            }
+            break;
+          }
+          case 'release': {
+            const fd = fds.get(op.handle);
+            if (fd !== undefined) closeSync(fd);
+            fds.delete(op.handle);
+            break;
+          }
+          case 'mkdir':
+            p.mkdirAt(replica, op.path, op.mode);
+            p.chownAt(replica, op.path, op.uid, op.gid);
+            break;
+          case 'mknod':
+            p.mknodAt(replica, op.path, op.mode, op.rdev);
+            p.chownAt(replica, op.path, op.uid, op.gid);
+            break;
+          case 'symlink':
+            p.symlinkAt(op.target, replica, op.path);
+            p.chownAt(replica, op.path, op.uid, op.gid);
+            break;
+          case 'link':
+            p.linkAt(replica, op.path, op.newPath);
+            break;
+          case 'unlink':
+          case 'rmdir':
+            p.unlinkAt(replica, op.path, op.op === 'rmdir');
+            break;
+          case 'rename':
+            p.renameAt(replica, op.path, op.newPath, op.flags);
+            break;
+          case 'setattr': {
+            const fd = op.handle !== undefined ? fds.get(op.handle) : undefined;
+            if (op.handle === undefined && op.path === null) break;
+            const rel = op.path!;
+            if (op.uid !== undefined || op.gid !== undefined) {
+              if (fd !== undefined) p.fchown(fd, op.uid ?? -1, op.gid ?? -1);
+              else if (op.handle === undefined) p.chownAt(replica, rel, op.uid ?? -1, op.gid ?? -1);
+            }
+            if (op.mode !== undefined) {
+              if (fd !== undefined) p.fchmod(fd, op.mode);
+              else if (op.handle === undefined) p.chmodAt(replica, rel, op.mode);
+            }
+            if (op.size !== undefined) {
+              if (fd !== undefined) ftruncateSync(fd, op.size);
+              else if (op.handle === undefined) p.truncateAt(replica, rel, op.size);
+            }
+            if (op.atimeNs !== undefined || op.mtimeNs !== undefined) {
+              if (fd !== undefined) p.futimens(fd, op.atimeNs ?? null, op.mtimeNs ?? null);
+              else if (op.handle === undefined) p.utimensAt(replica, rel, op.atimeNs ?? null, op.mtimeNs ?? null);
+            }
+            break;
+          }
+          case 'fallocate': {
+            const fd = fds.get(op.handle);
+            if (fd !== undefined) {
+              p.fallocate(fd, op.mode, op.offset, op.length);
+              p.futimens(fd, null, op.mtimeNs);
+            }
+            break;
+          }
+          case 'setxattr':
+            if (op.path !== null) p.setxattrAt(replica, op.path, op.name, op.value, op.flags);
+            break;
+          case 'removexattr':
+            if (op.path !== null) p.removexattrAt(replica, op.path, op.name);
+            break;
+        }
+      } catch (e) {
+        errors.push(`${op.op} ${JSON.stringify(op, (_k, v) => (typeof v === 'bigint' ? String(v) : Buffer.isBuffer(v) ? v.length : v))}: ${(e as Error).message}`);
+      }
+    };
+    // replies come late and out of order, so several application calls are pending at once
+    const { dir, m } = fresh({
+      answer: (op, mm) => {
+        apply(op);
+        if (op.job) setTimeout(() => mm.reply(op.job, 0), Math.random() < 0.5 ? 0 : 1);
+      },
+    });
+    const worker = (seed: number) => `
+import random, errno
+random.seed(${seed})
+libc = ctypes.CDLL(None, use_errno=True)
+def names(): return ['w%d/%s' % (random.randrange(3), random.choice('abcdefg'))] + ['shared/' + random.choice('xyz')]
+os.makedirs('shared', exist_ok=True)
+os.makedirs('w${seed}', exist_ok=True)
+for i in range(400):
+    a, b = random.choice(names()), random.choice(names())
+    k = random.randrange(16)
+    try:
+        if k < 3:
+            fd = os.open(a, os.O_CREAT | os.O_WRONLY | random.choice([0, os.O_TRUNC, os.O_APPEND]), 0o640)
+            os.pwrite(fd, os.urandom(random.randrange(1, 9000)), random.randrange(0, 20000))
+            if random.random() < 0.3: os.ftruncate(fd, random.randrange(0, 30000))
+            if random.random() < 0.2: os.posix_fallocate(fd, 0, random.randrange(1, 40000))
+            os.close(fd)
+        elif k == 3: os.rename(a, b)
+        elif k == 4: os.unlink(a)
+        elif k == 5: os.mkdir(a, random.choice([0o755, 0o700, 0o2775]))
+        elif k == 6: os.rmdir(a)
+        elif k == 7: os.link(a, b)
+        elif k == 8: os.symlink(random.choice(['x', '../y']), a)
+        elif k == 9: os.chmod(a, random.choice([0o600, 0o644, 0o4755]))
+        elif k == 10: os.chown(a, random.randrange(0, 3000), random.randrange(0, 3000), follow_symlinks=False)
+        elif k == 11: os.utime(a, ns=(random.randrange(1, 10**18), random.randrange(1, 10**18)), follow_symlinks=False)
+        elif k == 12: os.setxattr(a, 'user.k%d' % random.randrange(3), os.urandom(random.randrange(0, 100)), follow_symlinks=False)
+        elif k == 13: os.removexattr(a, 'user.k%d' % random.randrange(3), follow_symlinks=False)
+        elif k == 14: libc.renameat2(-100, a.encode(), -100, b.encode(), random.choice([1, 2]))
+        else:
+            fd = os.open(a, os.O_RDWR)
+            os.unlink(a) if random.random() < 0.5 else None
+            os.write(fd, b'after')
+            os.fchmod(fd, 0o600)
+            os.close(fd)
+    except OSError:
+        pass
+`;
+    await Promise.all([0, 1, 2].map((i) => py(dir, worker(i))));
+    await until(() => m.stats().pendingJobs === 0 && fds.size === 0, 10_000);
+    assert.deepEqual(errors, []);
+    const tree = (root: string) => {
+      const out: Record<string, unknown> = {};
+      const walk = (rel: string) => {
+        for (const name of readdirSync(join(root, rel)).sort()) {
+          const r = rel ? `${rel}/${name}` : name;
+          const st = lstatSync(join(root, r), { bigint: true });
+          const e: Record<string, unknown> = { mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), nlink: Number(st.nlink) };
+          if (st.isFile()) {
+            e.size = Number(st.size);
+            e.data = createHash('sha256').update(readFileSync(join(root, r))).digest('hex').slice(0, 16);
+            e.mtimeNs = String(st.mtimeNs);
+          }
+          if (st.isSymbolicLink()) e.target = readlinkSync(join(root, r));
+          else e.xattrs = p.listxattrAt(rootFdOf(root), r).sort().map((n) => `${n}=${p.getxattrAt(rootFdOf(root), r, n).toString('hex')}`);
+          out[r] = e;
+          if (st.isDirectory()) walk(r);
+        }
+      };
+      walk('');
+      return out;
+    };
+    const rootFds = new Map<string, number>([[m.underPath, m.rootFd], [replicaDir, replica]]);
+    const rootFdOf = (root: string) => rootFds.get(root)!;
+    const source = tree(m.underPath);
+    assert.ok(Object.keys(source).length > 5, 'the workers left something behind');
+    assert.deepEqual(tree(replicaDir), source);
+    closeSync(replica);
   });
 
   it('auto_unmount: the mount goes away within 2 s when the process that owns it is SIGKILLed', async () => {
