@@ -2747,6 +2747,10 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
 
 	char canon[PATH_MAX];
 	if (!realpath(path, canon)) return throw_errno(env, errno, "mount", path);
+	/* a second mount over a live one would make the first one the "real directory" */
+	char mdev[32], mtype[64];
+	if (mountinfo_find(canon, mdev, sizeof mdev, mtype, sizeof mtype) && !strcmp(mtype, "fuse.stayup"))
+		return throw_errno(env, EBUSY, "mount", canon);
 
 	sf_mount *m = calloc(1, sizeof *m);
 	if (!m) return throw_errno(env, ENOMEM, "mount", path);

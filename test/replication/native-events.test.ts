@@ -383,9 +383,10 @@ except OSError as e:
     assert.ok(!mountedAt(dir));
   });
 
-  it('several mounts in one process deliver to their own handler', async () => {
+  it('several mounts in one process deliver to their own handler; a second mount over one is refused', async () => {
     const a = fresh();
     const b = fresh();
+    assert.throws(() => mount({ path: a.dir, name: 'twice', onOp: () => {} }), { code: 'EBUSY' });
     await Promise.all([py(a.dir, `os.mkdir('only-a')`), py(b.dir, `os.mkdir('only-b')`)]);
     assert.deepEqual(a.events.map((e) => (e as { path: string }).path), ['only-a']);
     assert.deepEqual(b.events.map((e) => (e as { path: string }).path), ['only-b']);
