@@ -74,6 +74,14 @@ export interface ResyncResult {
   dataset_bytes: number;
 }
 
+interface LogRec {
+  seq: number;
+  ts: string;
+  level: string;
+  message: string;
+  fields?: Record<string, unknown>;
+}
+
 export class ReplicatedModule {
   constructor(
     private readonly lab: Lab,
@@ -113,7 +121,8 @@ export class ReplicatedModule {
     this.started = true;
     await this.waitState(this.primary, 'ALONE,PRIM', 120);
     await this.cluster.cliOk(this.secondary, ['second', '-m', MODULE]);
-    await this.waitState(this.secondary, 'SECOND', 900);
+    // The directory is empty at this point: a first synchronisation takes seconds, not minutes.
+    await this.waitState(this.secondary, 'SECOND', 300);
     await this.waitState(this.primary, 'PRIM', 120);
     await this.checkReady();
     await this.checkMounted();
@@ -137,7 +146,8 @@ export class ReplicatedModule {
       const text = (r.stderr || r.stdout).trim();
       if (!/still .* after \d+ ms/.test(text) || Date.now() >= deadline) {
         const v = await this.cluster.verbose(node, MODULE);
-        throw new Error(`${node}: waitstate ${state} (${timeoutS} s) exited ${r.code}: ${text}\n${v}`);
+        const errs = this.lastErrors();
+        throw new Error(`${node}: waitstate ${state} (${timeoutS} s) exited ${r.code}: ${text}${errs ? `; module log errors: ${errs}` : ''}\n${v}`);
       }
     }
   }
@@ -221,22 +231,28 @@ export class ReplicatedModule {
   }
 
   /** The module log of a node (every level), read from the host side of its /var/lib/stayup. */
-  private records(node: string): Array<{ seq: number; ts: string; message: string; fields?: Record<string, unknown> }> {
+  private records(node: string): LogRec[] {
     const base = this.lab.hostPath(node, `/var/lib/stayup/modvar/${MODULE}/log/verbose.jsonl`);
-    const out: Array<{ seq: number; ts: string; message: string; fields?: Record<string, unknown> }> = [];
+    const out: LogRec[] = [];
     for (const f of [`${base}.1`, base]) {
       if (!existsSync(f)) continue;
       for (const line of readFileSync(f, 'utf8').split('\n')) {
         if (!line.startsWith('{')) continue;
         try {
-          const r = JSON.parse(line) as { seq?: number; ts?: string; message?: string; fields?: Record<string, unknown> };
-          if (typeof r.seq === 'number') out.push({ seq: r.seq, ts: String(r.ts ?? ''), message: String(r.message ?? ''), ...(r.fields ? { fields: r.fields } : {}) });
+          const r = JSON.parse(line) as { seq?: number; ts?: string; level?: string; message?: string; fields?: Record<string, unknown> };
+          if (typeof r.seq === 'number') out.push({ seq: r.seq, ts: String(r.ts ?? ''), level: String(r.level ?? ''), message: String(r.message ?? ''), ...(r.fields ? { fields: r.fields } : {}) });
         } catch {
           /* a torn last line */
         }
       }
     }
     return out.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** The last distinct error (E) messages of both nodes' module logs, to say why a wait failed. */
+  private lastErrors(): string {
+    const msgs = this.lab.servers.flatMap((n) => this.records(n).filter((r) => r.level === 'E').slice(-20).map((r) => `${n}: ${r.message}`));
+    return [...new Set(msgs)].slice(-3).join(' | ');
   }
 
   private lastSeq(node: string): number {
