@@ -229,6 +229,7 @@ typedef struct sf_mount {
 	int state; /* JS thread only */
 	int refs;  /* JS thread only: the External and the threadsafe function */
 	int read_only; /* the read-only switch (atomic): mutations are answered EROFS by C */
+	int no_xattrs; /* extended attributes refused (ENOSYS): see js_mount */
 	unsigned threads;
 	double attr_timeout, entry_timeout;
 
@@ -1834,6 +1835,10 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 {
 	sf_mount *m = req_mount(req);
 	char pp[40];
+	if (m->no_xattrs) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	/* through /proc/self/fd of the O_PATH fd: reaches the object itself, even a symlink */
 	proc_fd_path(pp, inode_fd(get_inode(m, ino)));
 	if (size == 0) {
@@ -1856,6 +1861,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	sf_mount *m = req_mount(req);
 	char pp[40];
+	if (m->no_xattrs) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	proc_fd_path(pp, inode_fd(get_inode(m, ino)));
 	if (size == 0) {
 		ssize_t n = listxattr(pp, NULL, 0);
@@ -1878,6 +1887,10 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 {
 	sf_mount *m = req_mount(req);
 	sf_inode *in = get_inode(m, ino);
+	if (m->no_xattrs) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	sf_job *j = job_alloc(m, req, kind, R_ERR);
 	struct scratch *s = scratch();
 	void *copy = NULL;
@@ -2727,10 +2740,17 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
 	if (t != napi_function && t != napi_undefined && t != napi_null)
 		return throw_type(env, "mount: options.onExit must be a function");
 	int has_exit = t == napi_function;
-	bool ro = false, debug = false;
+	bool ro = false, debug = false, xattrs = true;
 	napi_value v = get_prop(env, o, "readOnly");
 	if (!is_nullish(env, v) && napi_get_value_bool(env, v, &ro) != napi_ok)
 		return throw_type(env, "mount: options.readOnly must be a boolean");
+	/* With extended attributes the kernel asks for security.capability before every write (FUSE clears
+	 * SB_NOSEC; only FUSE_HANDLE_KILLPRIV_V2, which libfuse 3.14 cannot negotiate, would let it cache the
+	 * answer): one more round trip per write, answered in C. xattrs: false answers ENOSYS once, after which
+	 * the kernel stops asking and refuses xattrs itself (EOPNOTSUPP). */
+	v = get_prop(env, o, "xattrs");
+	if (!is_nullish(env, v) && napi_get_value_bool(env, v, &xattrs) != napi_ok)
+		return throw_type(env, "mount: options.xattrs must be a boolean");
 	v = get_prop(env, o, "debug");
 	if (!is_nullish(env, v) && napi_get_value_bool(env, v, &debug) != napi_ok)
 		return throw_type(env, "mount: options.debug must be a boolean");
@@ -2760,6 +2780,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
 	m->root_fd = -1;
 	m->env = env;
 	m->threads = (unsigned)threads;
+	m->no_xattrs = !xattrs;
 	m->attr_timeout = attr_ms / 1000.0;
 	m->entry_timeout = entry_ms / 1000.0;
 	m->path = strdup(canon);

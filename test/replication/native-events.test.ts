@@ -392,6 +392,24 @@ except OSError as e:
     assert.deepEqual(b.events.map((e) => (e as { path: string }).path), ['only-b']);
   });
 
+  it('xattrs: false refuses extended attributes (EOPNOTSUPP) and sends no xattr events', async () => {
+    const { dir, events } = fresh({ xattrs: false });
+    const out = await py(
+      dir,
+      `
+fd = os.open('f', os.O_CREAT | os.O_WRONLY, 0o644); os.write(fd, b'x'); os.close(fd)
+for fn in (lambda: os.setxattr('f', 'user.a', b'1'), lambda: os.getxattr('f', 'user.a'), lambda: os.listxattr('f')):
+    try:
+        fn(); print('ok')
+    except OSError as e:
+        print(e.errno)
+`,
+    );
+    assert.equal(out, '95\n95\n95\n');
+    assert.ok(!events.some((e) => e.op === 'setxattr'));
+    assert.ok(events.some((e) => e.op === 'write'));
+  });
+
   it('1 MiB requests: a large write() arrives in 1 MiB events', async () => {
     const { dir, events } = fresh();
     await py(dir, `fd = os.open('big', os.O_CREAT | os.O_WRONLY, 0o644); os.write(fd, b'q' * (3 << 20)); os.close(fd)`);

@@ -176,6 +176,13 @@ export interface FuseMountOptions {
   attrTimeoutMs?: number;
   /** How long the kernel caches names, negative ones included (default 1000). */
   entryTimeoutMs?: number;
+  /**
+   * Extended attributes through the mount (default true). With them the kernel asks for
+   * security.capability before every write() (one more round trip, answered in C; libfuse 3.14 cannot
+   * negotiate the flag that would let the kernel cache the answer). false: xattr calls fail with
+   * EOPNOTSUPP and writes are that round trip faster.
+   */
+  xattrs?: boolean;
   /** libfuse worker threads (default 4). */
   threads?: number;
   /** libfuse's request trace on stderr. */
