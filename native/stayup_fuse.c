@@ -2279,7 +2279,10 @@ static void mount_free(sf_mount *m)
 	free(m);
 }
 
-static sf_mount *live_mounts; /* JS thread only: for the environment cleanup hook */
+/* Open mounts, for the cleanup hook of the Node environment that made them (several environments:
+ * worker threads may load the addon too). */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static sf_mount *live_mounts;
 
 /* Stops the session, unmounts, answers what is still pending with EIO and releases everything.
  * JS thread; idempotent. */
@@ -2287,11 +2290,13 @@ static void mount_close(sf_mount *m)
 {
 	if (m->state != ST_OPEN) return;
 	m->state = ST_CLOSED;
+	pthread_mutex_lock(&live_lock);
 	for (sf_mount **p = &live_mounts; *p; p = &(*p)->next_live)
 		if (*p == m) {
 			*p = m->next_live;
 			break;
 		}
+	pthread_mutex_unlock(&live_lock);
 	__atomic_store_n(&m->stop_requested, 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&m->order_lock);
 	m->stopping = 1;
@@ -2368,10 +2373,35 @@ static void mount_unref(napi_env env, sf_mount *m)
 	mount_free(m);
 }
 
+/* process.exit() skips the cleanup hooks: stop handing events to an environment that is being torn
+ * down (the workers answer EIO); the kernel aborts the connection when the process is gone and
+ * fusermount3 unmounts. */
+static void at_exit(void)
+{
+	pthread_mutex_lock(&live_lock);
+	for (sf_mount *m = live_mounts; m; m = m->next_live) {
+		pthread_mutex_lock(&m->order_lock);
+		m->stopping = 1;
+		pthread_mutex_unlock(&m->order_lock);
+	}
+	pthread_mutex_unlock(&live_lock);
+}
+static pthread_once_t at_exit_once = PTHREAD_ONCE_INIT;
+static void at_exit_install(void) { atexit(at_exit); }
+
+/* The environment is going away (process exit, worker thread end): unmount what it still has mounted,
+ * so no worker thread calls into a dead environment and no mount is left behind. */
 static void env_cleanup(void *arg)
 {
-	(void)arg;
-	while (live_mounts) mount_close(live_mounts);
+	napi_env env = arg;
+	for (;;) {
+		pthread_mutex_lock(&live_lock);
+		sf_mount *m = live_mounts;
+		while (m && m->env != env) m = m->next_live;
+		pthread_mutex_unlock(&live_lock);
+		if (!m) break;
+		mount_close(m);
+	}
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2885,8 +2915,10 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
 	}
 	if (has_exit) napi_create_reference(env, on_exit, 1, &m->on_exit);
 	m->state = ST_OPEN;
+	pthread_mutex_lock(&live_lock);
 	m->next_live = live_mounts;
 	live_mounts = m;
+	pthread_mutex_unlock(&live_lock);
 	if (pthread_create(&m->thread, NULL, loop_main, m) != 0) {
 		m->refs--; /* no External will own it */
 		mount_close(m);
@@ -3677,11 +3709,8 @@ static napi_value js_pwrite(napi_env env, napi_callback_info info)
 
 static napi_value init_module(napi_env env, napi_value exports)
 {
-	static int hooked = 0;
-	if (!hooked) {
-		napi_add_env_cleanup_hook(env, env_cleanup, NULL);
-		hooked = 1;
-	}
+	napi_add_env_cleanup_hook(env, env_cleanup, env);
+	pthread_once(&at_exit_once, at_exit_install);
 	napi_property_descriptor props[] = {
 #define FN(n) {#n, NULL, js_##n, NULL, NULL, NULL, napi_enumerable, NULL}
 		FN(mount),     FN(reply),      FN(unmount),       FN(stats),         FN(setReadOnly), FN(openRoot),
