@@ -6,7 +6,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecResult } from '../../src/lab/lab.ts';
-import { round1, summarize } from './stats.ts';
+import { quantile, round1 } from './stats.ts';
 
 export const HELPER_SOURCE = fileURLToPath(new URL('./fsbench-helper.c', import.meta.url));
 
@@ -89,10 +89,11 @@ async function fio(exec: Exec, args: string[], timeoutMs: number): Promise<FioWr
   return job.write;
 }
 
+/** Median, min and max of the raw runs, each rounded once (rounding before the median would shift it). */
 function result(runs: number[], digits: 0 | 1): FigureResult {
-  const s = summarize(runs);
+  const sorted = [...runs].sort((a, b) => a - b);
   const r = (x: number): number => (digits === 1 ? round1(x) : Math.round(x));
-  return { median: r(s.median!), min: r(s.min!), max: r(s.max!), runs: runs.map(r) };
+  return { median: r(quantile(sorted, 0.5)), min: r(sorted[0]!), max: r(sorted[sorted.length - 1]!), runs: runs.map(r) };
 }
 
 /**
