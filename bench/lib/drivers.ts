@@ -297,8 +297,10 @@ export async function runFreezes(lab: Lab, d: PairDriver, prober: Prober, o: Fre
       rec.outage = out;
       o.log(`  ${o.label} freeze ${rec.index}/${o.freezes}: froze ${primary}, ${out.newServer} answered; outage ${out.outageMs} ms (takeover ${out.takeoverMs} ms, ${out.failed} failed attempts)`);
       if (o.wire && first) {
-        const lastAnswer = prober.records.filter((r) => r.ok && r.t1 <= freezeEnd).at(-1);
-        const p = wirePhases(o.wire, { frozen: primary, taker: out.newServer, vip: d.vip, freezeEnd, thawAt: thawAt!, lastAnswer, answer: first });
+        // The two answers outageOf measured between.
+        const lastAnswer = prober.records.filter((r) => r.ok && r.srv === primary && r.t1 <= freezeEnd).at(-1);
+        const answer = prober.records.filter((r) => r.ok && r.srv !== primary && r.t1 > (lastAnswer?.t1 ?? freezeEnd) && r.t1 < thawAt!).sort((x, y) => x.t1 - y.t1)[0] ?? first;
+        const p = wirePhases(o.wire, { frozen: primary, taker: out.newServer, vip: d.vip, freezeEnd, thawAt: thawAt!, lastAnswer, answer });
         if (p) rec.wire = p;
         o.log(`    ${p ? fmtPhases(p) : 'wire: the trace did not see the freeze'}`);
         o.wire.forget(thawAt! - 5000);

@@ -18,7 +18,8 @@ export interface Outage {
   outageMs: number;
   /**
    * First success after the freeze minus the end of the freeze command (a lower bound of the takeover:
-   * the command itself takes a few ms, during which the node may still answer).
+   * the command itself takes a few ms, during which the node may still answer; negative when the takeover
+   * was done before the command returned).
    */
   takeoverMs: number;
   /** Failed attempts started between those two successes' starts. */
@@ -28,22 +29,23 @@ export interface Outage {
 }
 
 /**
- * The outage of one freeze: last success that ended before the freeze took effect, first success that
- * ended after it from another server (the frozen one cannot answer), before the thaw. Undefined when the
- * client was not answered again before the thaw (no takeover) or never before the freeze.
+ * The outage of one freeze: the frozen node's last success that ended before the freeze command returned,
+ * then the first success from another server, before the thaw. Undefined when the client was not answered
+ * again before the thaw (no takeover) or never before the freeze. Only the frozen node's answers open the
+ * outage: when the freeze command is slow (on a loaded machine it can take 100 ms) the takeover may be
+ * done before it returns, and the new server's answers would otherwise be taken for the last ones before.
  */
 export function outageOf(records: readonly ProbeRecord[], m: FreezeMark): Outage | undefined {
   let before: ProbeRecord | undefined;
+  for (const r of records) {
+    if (r.ok && r.srv === m.node && r.t1 <= m.freezeEnd && (!before || r.t1 > before.t1)) before = r;
+  }
+  if (!before) return undefined;
   let after: ProbeRecord | undefined;
   for (const r of records) {
-    if (!r.ok) continue;
-    if (r.t1 <= m.freezeEnd) {
-      if (!before || r.t1 > before.t1) before = r;
-    } else if (r.srv !== m.node && (m.thawAt === undefined || r.t1 < m.thawAt)) {
-      if (!after || r.t1 < after.t1) after = r;
-    }
+    if (r.ok && r.srv !== m.node && r.t1 > before.t1 && (m.thawAt === undefined || r.t1 < m.thawAt) && (!after || r.t1 < after.t1)) after = r;
   }
-  if (!before || !after) return undefined;
+  if (!after) return undefined;
   // Attempts end up to their timeout after they start: count the failures by their start.
   const failed = records.filter((r) => !r.ok && r.t0 >= before!.t0 && r.t0 < after!.t0).length;
   return { outageMs: round1(after.t1 - before.t1), takeoverMs: round1(after.t1 - m.freezeEnd), failed, newServer: after.srv ?? '?' };

@@ -131,7 +131,6 @@ export interface MirrorStatus {
 }
 
 type Waiter = { test: (s: MirrorStatus) => boolean; resolve: (s: MirrorStatus) => void };
-type LogLine = [EngineLogLevel, string];
 
 /** How often a repeated heartbeat rejection (same lan, same reason) is logged again. */
 const REJECT_LOG_INTERVAL_MS = 60_000;
@@ -355,12 +354,11 @@ export class MirrorEngine {
         const before = this.#s;
         this.#s = result.state;
         this.#noteTakeover(before, event);
-        const lines: LogLine[] = [];
         if (before.state !== result.state.state || before.qualifier !== result.state.qualifier) {
           // The reference's normal-log line for every change of the local state.
-          lines.push(['E', `Local state ${result.state.state} ${result.state.qualifier}${result.state.reason ? ` (${result.state.reason})` : ''}`]);
+          this.#o.log('E', 'mirror', `Local state ${result.state.state} ${result.state.qualifier}${result.state.reason ? ` (${result.state.reason})` : ''}`);
         }
-        await this.#carryOut(result.effects, lines);
+        await this.#carryOut(result.effects);
         if (!before.peerAlive && this.#s.peerAlive && this.#s.vip && this.#o.vip) {
           // The peer is back after being lost: it may have held the address meanwhile (a split brain)
           // and the clients may still send to its hardware address. Announce ours again.
@@ -374,24 +372,7 @@ export class MirrorEngine {
     }
   }
 
-  /**
-   * The step's log lines (`lines`, then its log effects) are written once its other effects are carried
-   * out or started: a log write costs a lock file and two appends, and a takeover (state record, virtual
-   * IP) must not wait behind them. Only their place relative to other writers of the module log moves.
-   */
-  async #carryOut(effects: readonly MirrorEffect[], lines: LogLine[]): Promise<void> {
-    try {
-      await this.#carryOutInOrder(effects, lines);
-    } finally {
-      this.#writeLines(lines);
-    }
-  }
-
-  #writeLines(lines: LogLine[]): void {
-    for (const [level, message] of lines.splice(0)) this.#o.log(level, 'mirror', message);
-  }
-
-  async #carryOutInOrder(effects: readonly MirrorEffect[], lines: LogLine[]): Promise<void> {
+  async #carryOut(effects: readonly MirrorEffect[]): Promise<void> {
     for (const e of effects) {
       if (this.#faulted) return;
       switch (e.type) {
@@ -399,7 +380,6 @@ export class MirrorEngine {
           try {
             this.#o.store.save(e.record);
           } catch (err) {
-            this.#writeLines(lines); // what led here comes before the fault in the log
             await this.#fault(`cannot persist the module state: ${(err as Error).message}`);
             return;
           }
@@ -444,7 +424,7 @@ export class MirrorEngine {
           this.#setTimer(e.atMs, e.precise);
           break;
         case 'log':
-          lines.push([e.level, e.message]);
+          this.#o.log(e.level, 'mirror', e.message);
           break;
         case 'reply': {
           const resolve = e.requestId ? this.#pending.get(e.requestId) : undefined;

@@ -213,7 +213,7 @@ describe('mirror engine (the daemon shell) over in-memory twins', () => {
     assert.ok(journal.slice(mark).includes('n1 vipAnnounce'), journal.slice(mark).join('\n'));
   });
 
-  it('the loss deadline is met exactly (precise timer) while pulse timers run late; the log waits for the takeover', async () => {
+  it('the loss deadline is met exactly (precise timer) while pulse timers run late', async () => {
     // The loss deadline half a pulse away from the pulses, so that it is the loss timer that finds it.
     const { clock, net, a, b, journal } = pair({ precise: true, config: { heartbeats: [{ lan: 'default', pulseMs: 100, timeoutMs: 1050 }] } });
     clock.lateMs = 0.5;
@@ -229,12 +229,6 @@ describe('mirror engine (the daemon shell) over in-memory twins', () => {
     // Declared lost at last heard + 1050 ms to the millisecond's fraction, not half a millisecond later as its pulse timers are.
     assert.match(times ?? '', /deadline 1050\.0, tick due 1050\.0, tick fired 1050\.0, lost \(tick stepped\) 1050\.0, state record written 1050\.0/, times);
     assert.ok(clock.deadlines.length > 0, 'the loss deadline went to setDeadline');
-    // The step's log lines are written after its state record (they must not delay the takeover).
-    const mine = journal.slice(mark).filter((l) => l.startsWith('n2 '));
-    const iPersist = mine.findIndex((l) => /persist uptodate=true lastPrim=true/.test(l));
-    const iLost = mine.findIndex((l) => /no heartbeat for 1050 ms/.test(l));
-    const iState = mine.findIndex((l) => /Local state ALONE Transient/.test(l));
-    assert.ok(iPersist >= 0 && iPersist < iState && iState < iLost, mine.join('\n'));
   });
 
   it('timers that fire a fraction of a millisecond early do not stop the heartbeats', async () => {
