@@ -64,6 +64,8 @@ export interface ResyncResult {
   resync_bytes_sent: number | null;
   /** Where resync_bytes_sent came from. */
   bytes_sent_source: string | null;
+  /** What the replication layer itself logged for this resync ("Reintegration ended (scope): ..." fields). */
+  reported: { scope?: string; files_copied?: number; duration_ms?: number } | null;
   /** `stayup start` on the secondary issued -> `stayup waitstate SECOND` returned (SECOND Ready). */
   resync_s: number;
   /** The same stop/start cycle with nothing changed: the fixed part of resync_s (CLI starts, heartbeats). */
@@ -191,8 +193,9 @@ export class ReplicatedModule {
       await this.waitState(this.secondary, 'STOP', 300);
     };
     /** start on the secondary -> SECOND (Ready): wall seconds and the module log's reintegration time. */
-    const startSecondary = async (): Promise<{ wallS: number; logS: number | null }> => {
+    const startSecondary = async (): Promise<{ wallS: number; logS: number | null; after: Record<string, number> }> => {
       const after = this.lastSeq(this.secondary);
+      const afterBy = Object.fromEntries(this.lab.servers.map((n) => [n, this.lastSeq(n)]));
       const t0 = process.hrtime.bigint();
       await this.cluster.cliOk(this.secondary, ['start', '-m', MODULE]);
       await this.waitState(this.secondary, 'SECOND', 3600);
@@ -203,7 +206,7 @@ export class ReplicatedModule {
       const begin = recs.find((r) => /SECOND Transient/.test(r.message));
       const end = recs.find((r) => /Reintegration ended/.test(r.message));
       const logS = begin && end ? (Date.parse(end.ts) - Date.parse(begin.ts)) / 1000 : null;
-      return { wallS, logS };
+      return { wallS, logS, after: afterBy };
     };
 
     await stopSecondary();
@@ -215,13 +218,14 @@ export class ReplicatedModule {
     this.log(`    resync: ${this.secondary} stopped; ${mu.blocks} blocks of 1 MiB (every ${sizes.every}th of each file, ${((mu.bytes_changed / ds.bytes) * 100).toFixed(1)} %) rewritten in place on ${this.primary}`);
     const full = await startSecondary();
     await this.compare(data, sizes.files, 'after the resync');
-    const sent = await this.bytesSent();
+    const sent = await this.bytesSent(full.after);
     await run(this.primary, ['rm', '-rf', data]);
     const r3 = (x: number): number => Math.round(x * 1000) / 1000;
     return {
       resync_mib_s: Math.round((mu.bytes_changed / (1024 * 1024) / full.wallS) * 10) / 10,
       resync_bytes_sent: sent?.bytes ?? null,
       bytes_sent_source: sent?.source ?? null,
+      reported: sent?.reported ?? null,
       resync_s: r3(full.wallS),
       empty_resync_s: r3(empty.wallS),
       resync_log_s: full.logS === null ? null : r3(full.logS),
@@ -276,21 +280,28 @@ export class ReplicatedModule {
 
   /**
    * Bytes the resync sent, from what this stayup version exposes: a `bytesSent` (data.resync.bytesSent)
-   * line of `stayup state -v` (secondary first, then primary), else a bytesSent field or a "N bytes sent"
-   * text in the secondary's last "Reintegration ended" log record. undefined when none carries one.
+   * line of `stayup state -v` (secondary first, then primary), else the replication layer's "Reintegration
+   * ended (scope): N files, B bytes sent in D ms" module log record (fields bytesSent, filesCopied,
+   * durationMs; the primary, which sends, logs it) written after `after` (node -> last seq before the start).
+   * undefined when none carries one.
    */
-  private async bytesSent(): Promise<{ bytes: number; source: string } | undefined> {
+  private async bytesSent(after: Record<string, number>): Promise<{ bytes: number; source: string; reported?: ResyncResult['reported'] } | undefined> {
     for (const node of [this.secondary, this.primary]) {
       const v = await this.cluster.verbose(node, MODULE);
       const m = /bytesSent\D{0,3}(\d+)/i.exec(v) ?? /resync[^\n]*?(\d+)\s*bytes\s+sent/i.exec(v);
       if (m) return { bytes: Number(m[1]), source: `stayup state -v -m ${MODULE} on ${node}` };
     }
-    const last = this.records(this.secondary).filter((r) => /Reintegration ended/.test(r.message)).pop();
-    if (!last) return undefined;
-    const field = last.fields?.bytesSent ?? (last.fields?.resync as { bytesSent?: unknown } | undefined)?.bytesSent;
-    if (typeof field === 'number') return { bytes: field, source: `module log on ${this.secondary}: "Reintegration ended" field bytesSent` };
-    const m = /(\d+)\s*bytes\s+sent/i.exec(last.message) ?? /bytesSent\D{0,3}(\d+)/i.exec(last.message);
-    if (m) return { bytes: Number(m[1]), source: `module log on ${this.secondary}: "${last.message}"` };
+    for (const node of [this.primary, this.secondary]) {
+      const recs = this.records(node).filter((r) => r.seq > (after[node] ?? 0) && /Reintegration ended/.test(r.message));
+      for (const r of recs.reverse()) {
+        const f = r.fields ?? {};
+        const num = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
+        const reported = { ...(typeof f.scope === 'string' ? { scope: f.scope } : {}), ...(num(f.filesCopied) !== undefined ? { files_copied: num(f.filesCopied) } : {}), ...(num(f.durationMs) !== undefined ? { duration_ms: Math.round(num(f.durationMs)!) } : {}) };
+        if (num(f.bytesSent) !== undefined) return { bytes: num(f.bytesSent)!, source: `module log on ${node}: "${r.message}" (field bytesSent)`, reported };
+        const m = /(\d+)\s*bytes\s+sent/i.exec(r.message);
+        if (m) return { bytes: Number(m[1]), source: `module log on ${node}: "${r.message}"`, reported };
+      }
+    }
     return undefined;
   }
 }
