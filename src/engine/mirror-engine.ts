@@ -80,6 +80,12 @@ export interface EngineClock extends Scheduler {
    * uses setTimeout, which may be a millisecond or two late.
    */
   setDeadline?(fn: () => void, atMs: number): PreciseTimer;
+  /**
+   * Runs fn once the event loop has polled I/O (setImmediate). Without it, fn runs at once. A timer
+   * callback runs before the loop reads the sockets, so after this process was descheduled a tick would
+   * otherwise be stepped before the peer's heartbeats that arrived meanwhile.
+   */
+  afterIo?(fn: () => void): void;
 }
 
 export const realClock: EngineClock = {
@@ -87,6 +93,7 @@ export const realClock: EngineClock = {
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
   setDeadline: (fn, atMs) => preciseTimeout(fn, atMs, () => performance.now()),
+  afterIo: (fn) => void setImmediate(fn),
 };
 
 export type EngineLogLevel = 'U' | 'E' | 'C' | 'I' | 'D';
@@ -95,6 +102,7 @@ export type EngineLog = (level: EngineLogLevel, source: string, message: string,
 export interface MirrorEngineOptions {
   module: string;
   config: MirrorConfig;
+  /** Its frames' receivedAtMs must be on the engine's clock (both default to performance.now()). */
   channel: HeartbeatChannel;
   vip: VipPort | null;
   scripts: ScriptPort;
@@ -443,7 +451,9 @@ export class MirrorEngine {
    * changes, so a tick a fraction of a millisecond early (setTimeout's millisecond rounding against
    * performance.now()) would leave it with nothing to wake it. An early fire re-arms for the rest. A
    * precise wake-up (a loss deadline: the takeover starts there) goes to the clock's setDeadline, which
-   * fires within a fraction of a millisecond instead of setTimeout's one or two late.
+   * fires within a fraction of a millisecond instead of setTimeout's one or two late. Either way the tick
+   * is handed over after the loop has read the sockets (afterIo), so heartbeats that arrived while this
+   * process did not run are stepped first.
    */
   #setTimer(atMs: number, precise: boolean): void {
     this.#timer?.cancel();
@@ -460,17 +470,26 @@ export class MirrorEngine {
       }, atMs);
       return;
     }
+    let cancelled = false;
     const arm = (): void => {
       const delay = atMs - this.#clock.nowMs();
       const h = this.#clock.setTimeout(
         () => {
           this.#timerFiredMs ??= this.#clock.nowMs();
           if (this.#clock.nowMs() < atMs) return arm();
-          fire();
+          if (!this.#clock.afterIo) return fire();
+          this.#clock.afterIo(() => {
+            if (!cancelled) fire();
+          });
         },
         Math.max(0, Math.ceil(delay)),
       );
-      this.#timer = { cancel: () => this.#clock.clearTimeout(h) };
+      this.#timer = {
+        cancel: () => {
+          cancelled = true;
+          this.#clock.clearTimeout(h);
+        },
+      };
     };
     arm();
   }
@@ -540,14 +559,17 @@ export class MirrorEngine {
     this.#o.log('E', 'heartbeat', message);
   }
 
-  /** Starts the takeover times when a step declares the peer lost; notes the steps that lead to the VIP. */
+  /**
+   * Starts the takeover times when a step declares the peer of a SECOND lost; notes the steps that lead to
+   * the VIP; drops them if the node goes anywhere else than ALONE or the peer comes back first.
+   */
   #noteTakeover(before: MirrorState, event: MirrorEvent): void {
     const after = this.#s;
-    if (after.peerAlive) {
+    if (after.peerAlive || (after.state !== 'SECOND' && after.state !== 'ALONE')) {
       this.#takeover = null;
       return;
     }
-    if (before.peerAlive && this.#heardAtMs !== null) {
+    if (before.peerAlive && before.state === 'SECOND' && this.#heardAtMs !== null) {
       const t = new TakeoverTimes(this.#heardAtMs);
       const deadline = Math.max(...before.lans.filter((l) => l.up && l.lastHeardMs !== null).map((l) => l.lastHeardMs! + l.timeoutMs));
       const heardStep = Math.max(...before.lans.filter((l) => l.lastHeardMs !== null).map((l) => l.lastHeardMs!));

@@ -25,8 +25,16 @@ class ManualClock implements EngineClock {
   /** Precise deadlines asked for (setDeadline, present when built with precise = true). */
   deadlines: number[] = [];
   setDeadline?: (fn: () => void, atMs: number) => PreciseTimer;
+  /** Work handed to afterIo (present when built with precise = true): run after the timers of a step. */
+  afterIo?: (fn: () => void) => void;
+  afterIoCalls = 0;
+  #afterIo: Array<() => void> = [];
   constructor(precise = false) {
     if (precise) {
+      this.afterIo = (fn) => {
+        this.afterIoCalls++;
+        this.#afterIo.push(fn);
+      };
       this.setDeadline = (fn, atMs) => {
         this.deadlines.push(atMs);
         const id = ++this.#seq;
@@ -66,6 +74,7 @@ class ManualClock implements EngineClock {
           this.#timers.delete(id);
           t.fn();
         }
+        for (const fn of this.#afterIo.splice(0)) fn();
         await settle();
         await this.idle();
         await settle();
@@ -229,6 +238,7 @@ describe('mirror engine (the daemon shell) over in-memory twins', () => {
     // Declared lost at last heard + 1050 ms to the millisecond's fraction, not half a millisecond later as its pulse timers are.
     assert.match(times ?? '', /deadline 1050\.0, tick due 1050\.0, tick fired 1050\.0, lost \(tick stepped\) 1050\.0, state record written 1050\.0/, times);
     assert.ok(clock.deadlines.length > 0, 'the loss deadline went to setDeadline');
+    assert.ok(clock.afterIoCalls > 0, 'pulse ticks are handed over after the sockets were read');
   });
 
   it('timers that fire a fraction of a millisecond early do not stop the heartbeats', async () => {
