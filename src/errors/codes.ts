@@ -64,7 +64,7 @@ export const errorCodes = {
   MODULE_NOT_MIRROR: { status: 409, exit: 1, summary: 'this command applies to mirror modules only' },
   ENGINE_FAULTED: { status: 500, exit: 1, summary: 'the module engine stopped after a failure it cannot recover from' },
   WAIT_TIMEOUT: { status: 504, exit: 1, summary: 'the module did not reach the awaited state in time' },
-  REPLICATION_UNAVAILABLE: { status: 409, exit: 1, summary: 'the module replicates directories (<rfs>), which this version cannot run yet' },
+  REPLICATION_UNAVAILABLE: { status: 409, exit: 1, summary: 'the module replicates directories (<rfs>) and the replication\'s native part (the FUSE addon) cannot be loaded: run npm run build:native' },
 
   // --- lab
   LAB_NEEDS_ROOT: { status: 400, exit: 2, summary: 'the lab needs root and network namespaces' },

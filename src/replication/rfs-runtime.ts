@@ -195,13 +195,8 @@ export class RfsRuntime implements ReplicationPort {
     this.stopTarget();
     const r = this.record.get();
     const loaded = r.clean && r.role === 'prim' && this.journal.load() && this.journal.syncId === r.syncId;
-    if (!loaded) {
-      const keep = [...this.journal.dirty.all()];
-      this.journal.dirty.clear();
-      for (const [p, e] of keep) this.journal.dirty.set(p, e);
-      // A clean secondary's data is the sync point itself; anything else is unknown (compare later).
-      this.journal.reset(r.clean || r.role === 'second' ? r.syncId : null, Date.now());
-    }
+    // A clean secondary's data is the sync point itself; anything else is unknown (compare later).
+    if (!loaded) this.journal.reset(r.clean || r.role === 'second' ? r.syncId : null, Date.now());
     this.record.update({ role: 'prim', clean: false, syncId: this.journal.syncId });
     const mounts = this.mounts ?? [];
     this.source = new ReplicationSource({
@@ -344,7 +339,8 @@ export class RfsRuntime implements ReplicationPort {
     // After the first connection the state is what this node has now (the record moves on).
     const currentState = (): Record<string, unknown> => {
       const r = this.record.get();
-      return { ...state, syncId: r.syncId, lastSyncMs: r.lastSyncMs, hints: state.hints, hintsOverflow: state.hintsOverflow, sync: r.syncId === null && state.sync === 'none' ? 'incremental' : state.sync };
+      // "none" (swap nosync) holds only while this node still has a sync point.
+      return { ...state, syncId: r.syncId, lastSyncMs: r.lastSyncMs, sync: r.syncId === null && state.sync === 'none' ? 'incremental' : state.sync };
     };
     try {
       this.server = await listenLinks({

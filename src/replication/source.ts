@@ -78,7 +78,7 @@ export interface SourceOptions {
 
 type Pending = { count: bigint; dir: number; job: number };
 type Sent = { count: bigint; paths: string[] };
-type InProgress = { kind: 'list' | 'sum'; deep: boolean; scan: boolean };
+type InProgress = { kind: 'list' | 'sum'; deep: boolean };
 
 const WRITE_CHUNK_BYTES = 1024 * 1024;
 
@@ -512,7 +512,7 @@ export class ReplicationSource {
 
   private request(link: FrameLink, p: string, kind: 'list' | 'sum', deep: boolean, make: (id: number) => Frame, then: (f: Frame) => Promise<void> | void): Promise<void> {
     const id = this.nextId++;
-    this.inProgress.set(p, { kind, deep, scan: false });
+    this.inProgress.set(p, { kind, deep });
     this.send(make(id));
     return new Promise<void>((resolve, reject) => {
       this.waiting.set(id, (f) => {

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, constants as C, readSync, ftruncateSync, fdatasyncSync } from 'node:fs';
 import type { FrameLink } from './link.ts';
-import { errCode, type PeerFs } from './peer-fs.ts';
+import { errCode, type PeerFs, type StatNs } from './peer-fs.ts';
 import { packEntries, PROTOCOL_VERSION, type EntryType, type Frame } from './protocol.ts';
 import { replPathProblem, splitReplPath } from './paths.ts';
 
@@ -309,12 +309,7 @@ export class ReplicationTarget {
       }
       case 'fileMeta': {
         const { root, rel } = this.where(f.path);
-        let st;
-        try {
-          st = fs.lstatAt(root, rel);
-        } catch (e) {
-          if (errCode(e) !== 'ENOENT') throw e;
-        }
+        const st = this.lstatOrAbsent(root, rel);
         if (st && st.type !== 'file') {
           this.forget(f.path);
           this.rmtree(root, rel);
@@ -329,12 +324,7 @@ export class ReplicationTarget {
       }
       case 'dirMeta': {
         const { root, rel } = this.where(f.path);
-        let st;
-        try {
-          st = fs.lstatAt(root, rel);
-        } catch (e) {
-          if (errCode(e) !== 'ENOENT') throw e;
-        }
+        let st = this.lstatOrAbsent(root, rel);
         if (st && st.type !== 'dir') {
           this.forget(f.path);
           this.rmtree(root, rel);
@@ -389,15 +379,20 @@ export class ReplicationTarget {
     }
   }
 
-  private rmtree(root: number, rel: string): void {
-    const fs = this.o.fs;
-    let st;
+  /** The object's attributes, or undefined when it does not exist. */
+  private lstatOrAbsent(root: number, rel: string): StatNs | undefined {
     try {
-      st = fs.lstatAt(root, rel);
+      return this.o.fs.lstatAt(root, rel);
     } catch (e) {
-      if (errCode(e) === 'ENOENT') return;
+      if (errCode(e) === 'ENOENT') return undefined;
       throw e;
     }
+  }
+
+  private rmtree(root: number, rel: string): void {
+    const fs = this.o.fs;
+    const st = this.lstatOrAbsent(root, rel);
+    if (!st) return;
     if (st.type === 'dir') {
       for (const e of fs.readdirAt(root, rel)) this.rmtree(root, rel === '' ? e.name : `${rel}/${e.name}`);
       if (rel !== '') fs.unlinkAt(root, rel, true);
