@@ -103,6 +103,7 @@ export function initialMirrorState(config: MirrorConfig, persisted: MirrorPersis
     exiting: false,
     splitBrainLogged: false,
     fullSyncNext: false,
+    syncedRecent: false,
     replRole: 'off',
     listenUntilMs: 0,
     failoverOffWait: false,
@@ -134,6 +135,7 @@ export function step(state: MirrorState, event: MirrorEvent): StepResult {
         identity: event.identity ?? null,
         requestId: event.requestId ?? null,
         nosync: event.nosync ?? false,
+        fullsync: event.fullsync ?? false,
       });
       break;
     case 'heartbeatReceived':
@@ -147,6 +149,9 @@ export function step(state: MirrorState, event: MirrorEvent): StepResult {
       break;
     case 'replicationState':
       onReplication(x, event.uptodate, event.reintegrationInterrupted, event.lastSyncMs);
+      break;
+    case 'syncedCheck':
+      s.syncedRecent = event.recent;
       break;
   }
   settle(x);
@@ -255,6 +260,16 @@ function mayStartAlone(s: MirrorState): boolean {
   return !s.config.replicatedData || eligible(s.persisted);
 }
 
+/**
+ * The reference's rule rfs_forceuptodate: no heartbeat, no peer, a recent last sync: the node may start as
+ * primary although it cannot prove its data is current. Never over an interrupted reintegration, whose
+ * data is not a consistent copy of anything (that needs primforce).
+ */
+function syncDeltaAllows(s: MirrorState): boolean {
+  const p = s.persisted;
+  return (s.config.syncDeltaMs ?? 0) > 0 && s.syncedRecent && !p.reintegrationInterrupted && !p.reintegrating;
+}
+
 // ---------------------------------------------------------------------------------------------- time
 
 /**
@@ -321,7 +336,7 @@ function onScriptsDone(x: Ctx, id: number, ok: boolean, failedScript: string | u
   if (!ok && p.waitingHasStart) {
     log(x, 'E', `Script ${failedScript ?? 'start'} failed`);
     s.plan = null;
-    onCommand(x, { command: 'stopstart', identity: 'scripts', requestId: null, nosync: false });
+    onCommand(x, { command: 'stopstart', identity: 'scripts', requestId: null, nosync: false, fullsync: false });
   }
   p.waitingHasStart = false;
 }
@@ -429,7 +444,11 @@ function applyCommand(x: Ctx, q: QueuedCommand): void {
       if (st === 'STOP') startPlan(x, 'second', 'start');
       else if (st === 'WAIT') s.mode = 'second';
       else return reply(x, q, false, `second needs STOP or WAIT, the module is ${st}`);
-      return reply(x, q, true, 'starting as secondary');
+      if (q.fullsync) {
+        s.fullSyncNext = true;
+        log(x, 'I', 'Action second fullsync: the reintegration will compare and copy everything');
+      }
+      return reply(x, q, true, q.fullsync ? 'starting as secondary (full reintegration)' : 'starting as secondary');
     case 'stop':
     case 'forcestop':
       if (st === 'STOP') return reply(x, q, true, 'already stopped');
@@ -937,6 +956,9 @@ function decideWait(x: Ctx): void {
     if (s.mode === 'second') return waitShow(x, 'NotReady', MSG.waitSecondMode);
     if (s.failoverOffWait) return waitShow(x, 'NotReady', MSG.failoverOff);
     if (mayStartAlone(s)) return goAlone(x, s.config.replicatedData ? 'This server has up-to-date data: starting as primary' : 'No replicated data: starting as primary');
+    if (syncDeltaAllows(s)) {
+      return goAlone(x, `syncdelta: this server's last sync is less than ${Math.round(s.config.syncDeltaMs! / 60_000)} min old and the remote server is absent: starting as primary`);
+    }
     return blockedOnData(x);
   }
   if (present.state === 'SECOND') return waitShow(x, 'Transient', MSG.waitPeerTakeover);

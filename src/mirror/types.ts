@@ -52,6 +52,12 @@ export interface MirrorConfig {
    * rule is off (every node may start as primary, and a SECOND may take over whatever its primary did).
    */
   replicatedData: boolean;
+  /**
+   * `<rfs syncdelta>` in ms (0 or absent: off). A node that cannot prove its data is current may still
+   * start as primary with no peer in sight when its last sync is more recent than this (the shell tells,
+   * see the syncedCheck event): the operator accepts losing at most that much of the peer's writes.
+   */
+  syncDeltaMs?: number;
 }
 
 /**
@@ -136,8 +142,16 @@ export type MirrorEvent =
       requestId?: string;
       /** swap nosync: the old primary becomes SECOND without reintegration. */
       nosync?: boolean;
+      /** second fullsync: this node's next reintegration compares and copies everything. */
+      fullsync?: boolean;
     })
   | (EventBase & { type: 'heartbeatReceived'; lan: string; message: HeartbeatMessage })
+  /**
+   * The reference's rfs.synced resource (checker syncedcheck): whether this node's last sync is more
+   * recent than syncdelta. Last-sync dates are wall-clock times, which the machine does not have, so the
+   * shell compares and sends the answer (at start, and whenever it may have changed).
+   */
+  | (EventBase & { type: 'syncedCheck'; recent: boolean })
   /**
    * A checker whose action is "wait" (the interface checker intf.*, or a configured one) changed: while
    * any is down the node stays in WAIT(NotReady), leaving ALONE/PRIM/SECOND if it was there.
@@ -239,6 +253,7 @@ export interface QueuedCommand {
   identity: string | null;
   requestId: string | null;
   nosync: boolean;
+  fullsync: boolean;
 }
 
 /**
@@ -289,8 +304,10 @@ export interface MirrorState {
   failbackDoneFor: string | null;
   exiting: boolean;
   splitBrainLogged: boolean;
-  /** The next reintegration copies everything (after losing a split brain). */
+  /** The next reintegration copies everything (after losing a split brain, or `second fullsync`). */
   fullSyncNext: boolean;
+  /** The last syncedCheck: the last sync is within syncdelta. */
+  syncedRecent: boolean;
   /** The role of the last setReplication effect. */
   replRole: ReplicationRole;
   /** WAIT only: do not conclude the peer is absent before this time (it may simply not be heard yet). */

@@ -501,7 +501,7 @@ function formatEvent(ev: MirrorEvent | string): string {
     case 'tick':
       return 'tick';
     case 'command':
-      return `cmd ${ev.command}${ev.identity ? ` -i ${ev.identity}` : ''}${ev.nosync ? ' nosync' : ''}`;
+      return `cmd ${ev.command}${ev.identity ? ` -i ${ev.identity}` : ''}${ev.nosync ? ' nosync' : ''}${ev.fullsync ? ' fullsync' : ''}`;
     case 'heartbeatReceived': {
       const m = ev.message;
       return `hb ${ev.lan} #${m.seq} ${m.state}(${m.qualifier})${m.primActive ? ' prim' : ''}${m.established ? ' est' : ''}${m.exiting ? ' exiting' : ''}${m.swapping ? ' swapping' : ''} gen=${m.gen}`;
@@ -512,6 +512,8 @@ function formatEvent(ev: MirrorEvent | string): string {
       return `repl uptodate=${+ev.uptodate}`;
     case 'checker':
       return `checker ${ev.name} ${ev.up ? 'up' : 'down'}`;
+    case 'syncedCheck':
+      return `synced recent=${+ev.recent}`;
   }
 }
 

@@ -7,7 +7,9 @@
 // Verbs:
 //   init self=n1 peer=n2 [failover=off] [defaultprim=X] [maxloop=3] [loop=MS] [pulse=MS] [timeout=MS]
 //        [lans=N] [vip=off] [uptodate=1] [lastprim=1] [gen=N] [interrupted=1] [reintegrating=1]
-//   cmd NAME [identity=X] [nosync]       an operator or automated command
+//        [syncdelta=MINUTES]
+//   cmd NAME [identity=X] [nosync] [fullsync]  an operator or automated command
+//   synced recent|old                    the shell's syncedCheck (last sync within syncdelta or not)
 //   done [fail] [script=NAME]            the running script batch ends
 //   hb [lan=NAME] [state=S] [q=Q] [prim=1] [est=1] [up=1] [lastprim=1] [gen=N] [inc=N] [mode=M]
 //      [episode=E] [synced=1] [released=E|-] [swapping=1] [swapreq=N] [exiting=1] [interrupted=1]
@@ -200,6 +202,7 @@ export class TraceRunner {
           heartbeats: Array.from({ length: nLans }, (_, i) => ({ lan: `lan${i + 1}`, pulseMs: pulse, timeoutMs: timeout })),
           vip: bool(a.vip, true) ? { tcpreset: true } : null,
           replicatedData: bool(a.data, true),
+          ...(a.syncdelta ? { syncDeltaMs: num(a.syncdelta, 0) * 60_000 } : {}),
         };
         this.now = 0;
         this.timerAt = null;
@@ -230,6 +233,7 @@ export class TraceRunner {
             command: name as never,
             ...(o.identity ? { identity: o.identity } : {}),
             ...(o.nosync ? { nosync: true } : {}),
+            ...(o.fullsync ? { fullsync: true } : {}),
           },
           out,
         );
@@ -252,6 +256,9 @@ export class TraceRunner {
         break;
       case 'checker':
         this.feed({ type: 'checker', nowMs: this.now, name: rest[0] ?? 'intf.x', up: rest[1] === 'up' }, out);
+        break;
+      case 'synced':
+        this.feed({ type: 'syncedCheck', nowMs: this.now, recent: rest[0] === 'recent' }, out);
         break;
       case 'repl':
         this.feed(
