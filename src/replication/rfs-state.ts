@@ -15,9 +15,15 @@ export interface RfsRecord {
   clean: boolean;
   /** The role this node had last. */
   role: 'prim' | 'second' | null;
+  /**
+   * Primary only: since when (ms since the epoch) it has written without its peer following, or null while
+   * the peer is a faithful copy. A node becoming secondary with this set has divergent writes to keep
+   * aside (keep-aside.ts) before its reintegration.
+   */
+  unsyncedSinceMs: number | null;
 }
 
-export const EMPTY_RECORD: RfsRecord = { syncId: null, lastSyncMs: null, clean: false, role: null };
+export const EMPTY_RECORD: RfsRecord = { syncId: null, lastSyncMs: null, clean: false, role: null, unsyncedSinceMs: null };
 
 export class RfsRecordStore {
   private current: RfsRecord;
@@ -47,6 +53,7 @@ export class RfsRecordStore {
         lastSyncMs: typeof r.lastSyncMs === 'number' ? r.lastSyncMs : null,
         clean: r.clean === true,
         role: r.role === 'prim' || r.role === 'second' ? r.role : null,
+        unsyncedSinceMs: typeof r.unsyncedSinceMs === 'number' ? r.unsyncedSinceMs : null,
       };
     } catch {
       // A damaged record proves nothing: the next reintegration compares everything.

@@ -1,0 +1,85 @@
+// The divergent files of a node about to become secondary are copied next to the replicated directory
+// before its reintegration overwrites them: journal paths and files changed since it left sync.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, writeFileSync, symlinkSync, utimesSync, readFileSync, readlinkSync, statSync, existsSync, chmodSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { keepAside, keptFolder, stampOf, CHANGED_MARGIN_MS } from '../../src/replication/keep-aside.ts';
+
+function setup(): { root: string; data: string; other: string } {
+  const root = mkdtempSync(join(tmpdir(), 'stayup-keep-'));
+  const data = join(root, 'data');
+  const other = join(root, 'logs');
+  mkdirSync(join(data, 'sub', 'deep'), { recursive: true });
+  mkdirSync(other);
+  return { root, data, other };
+}
+
+test('journal paths and files changed since the node left sync are kept with their metadata; older files are not', async () => {
+  const { root, data, other } = setup();
+  try {
+    const leftSyncMs = Date.now() - 3_600_000;
+    const old = new Date(leftSyncMs - CHANGED_MARGIN_MS - 60_000);
+    writeFileSync(join(data, 'old.txt'), 'old');
+    utimesSync(join(data, 'old.txt'), old, old);
+    writeFileSync(join(data, 'journaled-old.txt'), 'listed by the journal although its mtime is old');
+    utimesSync(join(data, 'journaled-old.txt'), old, old);
+    writeFileSync(join(data, 'sub', 'deep', 'new.bin'), Buffer.alloc(70_000, 7));
+    chmodSync(join(data, 'sub', 'deep', 'new.bin'), 0o640);
+    symlinkSync('deep/new.bin', join(data, 'sub', 'link'));
+    writeFileSync(join(other, 'second-dir.log'), 'in the second replicated directory');
+    const stamp = stampOf(Date.now());
+    const r = await keepAside({
+      dirs: [
+        { dir: data, underPath: data },
+        { dir: other, underPath: other },
+      ],
+      journalPaths: ['0/journaled-old.txt', '0/removed-since.txt', '0/sub'],
+      changedSinceMs: leftSyncMs,
+      stamp,
+    });
+    assert.deepEqual(r.paths, ['0/journaled-old.txt', '0/sub/deep/new.bin', '0/sub/link', '1/second-dir.log']);
+    assert.equal(r.files, 4);
+    assert.equal(r.bytes, 'listed by the journal although its mtime is old'.length + 70_000 + 'in the second replicated directory'.length);
+    assert.deepEqual(r.notKept, []);
+    const k0 = keptFolder(data, stamp);
+    assert.deepEqual(r.folders, [k0, keptFolder(other, stamp)]);
+    assert.equal(k0, join(root, 'data.stayup-kept', stamp));
+    assert.ok(!existsSync(join(k0, 'old.txt')), 'an old file is not divergent');
+    assert.deepEqual(readFileSync(join(k0, 'sub', 'deep', 'new.bin')), Buffer.alloc(70_000, 7));
+    const st = statSync(join(k0, 'sub', 'deep', 'new.bin'));
+    assert.equal(st.mode & 0o7777, 0o640);
+    assert.equal(Math.floor(st.mtimeMs), Math.floor(statSync(join(data, 'sub', 'deep', 'new.bin')).mtimeMs));
+    assert.equal(readlinkSync(join(k0, 'sub', 'link')), 'deep/new.bin');
+    assert.equal(statSync(join(k0, 'journaled-old.txt')).mtimeMs, old.getTime());
+    assert.equal(readFileSync(join(root, 'logs.stayup-kept', stamp, 'second-dir.log'), 'utf8'), 'in the second replicated directory');
+    // The originals are untouched: the reintegration, not this, replaces them.
+    assert.equal(readFileSync(join(data, 'old.txt'), 'utf8'), 'old');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('journal paths only when no date is given; a second keep under the same stamp never overwrites a kept copy', async () => {
+  const { root, data } = setup();
+  try {
+    writeFileSync(join(data, 'a.txt'), 'first');
+    writeFileSync(join(data, 'b.txt'), 'not in the journal');
+    const req = { dirs: [{ dir: data, underPath: data }], journalPaths: ['0/a.txt'], changedSinceMs: null, stamp: 'same' };
+    const first = await keepAside(req);
+    assert.deepEqual(first.paths, ['0/a.txt']);
+    writeFileSync(join(data, 'a.txt'), 'second');
+    const again = await keepAside(req);
+    assert.deepEqual(again.paths, []);
+    assert.equal(again.notKept.length, 1);
+    assert.match(again.notKept[0]!.reason, /EEXIST/);
+    assert.equal(readFileSync(join(keptFolder(data, 'same'), 'a.txt'), 'utf8'), 'first');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('stamps are safe folder names', () => {
+  assert.equal(stampOf(Date.UTC(2026, 10, 22, 9, 8, 7, 654)), '2026-11-22T09-08-07Z');
+});
