@@ -33,7 +33,10 @@ export interface KeepAsideRequest {
   journalPaths: Iterable<string>;
   /** Files modified at or after this time (ms since the epoch) are kept too; null: journal paths only. */
   changedSinceMs: number | null;
-  /** Folder name under `<dir>.stayup-kept/` (a date, made safe for file names). */
+  /**
+   * Folder name under `<dir>.stayup-kept/` (a date, made safe for file names). One per episode of
+   * divergence: a keep-aside interrupted and run again finds its earlier copies and leaves them.
+   */
   stamp: string;
 }
 
@@ -100,7 +103,9 @@ export async function keepAside(req: KeepAsideRequest): Promise<KeepAsideReport>
       if (st.isFile()) await chmod(to, st.mode & 0o7777);
       await lutimes(to, st.atime, st.mtime);
     } catch (e) {
-      report.notKept.push({ path: p, reason: (e as Error).message });
+      // The same episode's copy, made before this node was interrupted: kept already, never overwritten.
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') report.paths.push(p);
+      else report.notKept.push({ path: p, reason: (e as Error).message });
       continue;
     }
     if (!report.folders.includes(folder)) report.folders.push(folder);
