@@ -56,6 +56,7 @@ export function buildMirrorSetup(cluster: ClusterConfig, uc: UserConfig, opts: {
     heartbeats: heart.heartbeats.map((h) => ({ lan: h.name, pulseMs: h.pulseMs, timeoutMs: h.timeoutMs })),
     vip: svc.vip ? { tcpreset: svc.vip.tcpreset } : null,
     replicatedData: svc.rfs !== undefined && svc.rfs.replicated.length > 0,
+    syncDeltaMs: svc.rfs?.syncdeltaMs ?? 0,
   };
   for (const h of config.heartbeats) {
     if (!(h.pulseMs > 0 && h.timeoutMs > h.pulseMs)) {
