@@ -58,6 +58,8 @@ const SCHEMAS = {
   syncEnd: [36, { syncId: 'str', lastSyncMs: 'i64' }],
   /** While in sync: the last sync time moves on (both nodes persist it). */
   syncMark: [37, { lastSyncMs: 'i64' }],
+  /** rfsverify/rfsdiff only, on the verify link (never the replication stream): an object's attributes. */
+  statReq: [38, { id: 'u32', path: 'str' }],
   // target -> source
   welcome: [50, { version: 'u32', node: 'str', state: 'str' }],
   ack: [51, { count: 'i64' }],
@@ -67,6 +69,8 @@ const SCHEMAS = {
   sum: [53, { id: 'u32', exists: 'u8', kind: 'u8', size: 'i64', sums: 'bytes' }],
   /** The target failed to apply frame number `count`: it is no longer a faithful copy. */
   fail: [54, { count: 'i64', error: 'str' }],
+  /** The answer to statReq: kind (an ENTRY_TYPES index), attributes, and a symlink's target ('' otherwise). */
+  stat: [55, { id: 'u32', exists: 'u8', kind: 'u8', mode: 'u32', uid: 'u32', gid: 'u32', size: 'i64', mtimeNs: 'i64', target: 'str' }],
 } as const satisfies Record<string, readonly [number, Record<string, Kind>]>;
 
 export type FrameName = keyof typeof SCHEMAS;

@@ -650,6 +650,28 @@ export class ReplicationSource {
   private readlink(p: string): string {
     return readlinkSync(this.under(p), 'utf8');
   }
+
+  /**
+   * Read-only figures for the runtime's stall watchdog and status: frames sent and acknowledged on the
+   * current link, the frame of the oldest application call still held, and the reintegration under way
+   * (startedMs on the nowMs() clock).
+   */
+  progress(): {
+    sentFrames: bigint;
+    ackedFrames: bigint;
+    oldestHeldFrame: bigint | null;
+    heldCalls: number;
+    resync: { scope: string; startedMs: number; files: number; bytesSent: number } | null;
+  } {
+    const r = this.resyncing;
+    return {
+      sentFrames: this.sentCount,
+      ackedFrames: this.ackedCount,
+      oldestHeldFrame: this.oldestUnacked(),
+      heldCalls: this.pending.length - this.pendingHead,
+      resync: r ? { scope: r.scope, startedMs: r.started, files: r.files, bytesSent: r.bytes } : null,
+    };
+  }
 }
 
 function setattr(path: string, a: Partial<Omit<FrameOf<'setattr'>, 'type' | 'path'>>): Frame {
