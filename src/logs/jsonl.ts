@@ -1,9 +1,10 @@
 // Crash-safe, size-rotated JSONL files shared by the module log and the command audit log.
 //
 // Writing: every record is one `write(2)` of one line to a file opened with O_APPEND, under a lock file, so
-// writers in several processes (daemon, CLI) never interleave and agree on sequence numbers. A crash can
-// leave at most the last line torn; the next writer first ends that line, so a torn line never swallows a
-// later record. Reading: lines that do not parse (a torn tail, a repaired torn line) are skipped.
+// writers in several processes (daemon, CLI) never interleave and agree on sequence numbers. appendLine()
+// opens the file for each record (the audit log); the module log keeps its files open (line-appender.ts).
+// A crash can leave at most the last line torn; the next writer first ends that line, so a torn line never
+// swallows a later record. Reading: lines that do not parse (a torn tail, a repaired torn line) are skipped.
 //
 // Rotation: when a record would push `file` past maxBytes, `file.(k-1)` → `file.k` … `file` → `file.1`,
 // keeping `keep` rotated files.
@@ -35,7 +36,8 @@ export function rotatedFiles(file: string, keep: number): string[] {
   return [file, ...Array.from({ length: Math.max(0, keep) }, (_, i) => `${file}.${i + 1}`)];
 }
 
-function rotate(file: string, keep: number): void {
+/** `file.(k-1)` → `file.k` … `file` → `file.1`, dropping `file.keep`. The caller holds the lock. */
+export function rotate(file: string, keep: number): void {
   if (keep <= 0) {
     rmSync(file, { force: true });
     return;
@@ -55,7 +57,8 @@ function rotate(file: string, keep: number): void {
   }
 }
 
-function lastByte(fd: number, size: number): number | null {
+/** The byte at size - 1 of an open file (to see whether its last line is whole), or null when empty. */
+export function lastByte(fd: number, size: number): number | null {
   if (size === 0) return null;
   const b = Buffer.alloc(1);
   return readSync(fd, b, 0, 1, size - 1) === 1 ? b[0]! : null;
@@ -213,11 +216,11 @@ function lockIsStale(lockPath: string, staleMs: number): boolean {
 }
 
 /**
- * Runs `fn` holding an exclusive lock file (created with O_EXCL, holding the PID). A lock whose holder is
- * dead, or older than staleMs, is broken. After timeoutMs of waiting the lock is broken too: losing a log
- * record would be worse than a rare duplicate sequence number.
+ * Takes an exclusive lock file (created with O_EXCL, holding the PID) and returns its release. A lock whose
+ * holder is dead, or older than staleMs, is broken. After timeoutMs of waiting the lock is broken too:
+ * losing a log record would be worse than a rare duplicate sequence number.
  */
-export function withLockSync<T>(lockPath: string, fn: () => T, opts: { timeoutMs?: number; staleMs?: number } = {}): T {
+export function lockSync(lockPath: string, opts: { timeoutMs?: number; staleMs?: number } = {}): () => void {
   const timeoutMs = opts.timeoutMs ?? 3_000;
   const staleMs = opts.staleMs ?? 10_000;
   mkdirSync(dirname(lockPath), { recursive: true, mode: 0o750 });
@@ -246,14 +249,22 @@ export function withLockSync<T>(lockPath: string, fn: () => T, opts: { timeoutMs
     } finally {
       closeSync(fd);
     }
-    try {
-      return fn();
-    } finally {
+    return () => {
       try {
         unlinkSync(lockPath);
       } catch {
         // broken by another process after a timeout
       }
-    }
+    };
+  }
+}
+
+/** Runs `fn` holding the lock file (lockSync). */
+export function withLockSync<T>(lockPath: string, fn: () => T, opts: { timeoutMs?: number; staleMs?: number } = {}): T {
+  const release = lockSync(lockPath, opts);
+  try {
+    return fn();
+  } finally {
+    release();
   }
 }

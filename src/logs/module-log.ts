@@ -6,10 +6,18 @@
 //   verbose.jsonl  every record, all levels (what `-A` shows)
 // Both are size-rotated and share one sequence number per module. Each record is also written to stderr as
 // a journald-style one-liner `stayup[<module>]: <LEVEL> <message>` (switchable).
-import { join } from 'node:path';
+//
+// Writing is on a takeover's path (the engine logs the loss of the peer and the new state before the
+// virtual IP moves), so a record costs a stat and a write per file: the files stay open (LineAppender),
+// every ModuleLog of one directory in this process shares them and the sequence number (LogDirWriter),
+// and the lock file that keeps writers in other processes out is taken once per turn of the event loop,
+// not once per record.
+import { mkdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { nodePaths } from '../util/paths.ts';
 import { StayupError } from '../errors/stayup-error.ts';
-import { appendLine, fileMark, lastSeq, readTail, withLockSync, type FileMark } from './jsonl.ts';
+import { lastSeq, lockSync, readTail, type RotateOptions } from './jsonl.ts';
+import { LineAppender } from './line-appender.ts';
 
 export const LOG_LEVELS = ['U', 'E', 'C', 'S', 'I', 'D'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -100,25 +108,117 @@ function oneLine(s: string): string {
   return s.replace(/\r?\n/g, ' \\n ').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?');
 }
 
+/**
+ * What every ModuleLog of one log directory shares in this process: the two open files, the sequence
+ * number and the lock. The lock file is taken at the first record of a turn of the event loop and given
+ * back at the next (setImmediate), or at exit: the records of one step (a takeover writes six) pay for one
+ * lock file, not one each, and other processes wait at most that long. While it is held nobody else
+ * writes, so the sequence number needs no re-reading; when it is taken again, the files are checked for
+ * other writers (LineAppender.refresh) and the sequence number read again if there were any.
+ */
+class LogDirWriter {
+  readonly normal: LineAppender;
+  readonly verbose: LineAppender;
+  readonly #lockFile: string;
+  #seq: number | null = null;
+  #release: (() => void) | null = null;
+
+  constructor(
+    readonly dir: string,
+    readonly dev: number,
+    readonly ino: number,
+  ) {
+    this.normal = new LineAppender(join(dir, 'module.jsonl'));
+    this.verbose = new LineAppender(join(dir, 'verbose.jsonl'));
+    this.#lockFile = join(dir, '.module.lock');
+  }
+
+  /** Writes the record `make` builds with the next sequence number; returns it. */
+  write(verbose: boolean, make: (seq: number) => LogRecord, rot: RotateOptions, fsync: boolean): LogRecord {
+    this.#hold();
+    try {
+      // Every record goes to the verbose file: a write by someone else shows there.
+      const otherWriter = this.verbose.refresh();
+      if (!verbose) this.normal.refresh();
+      if (otherWriter || this.#seq === null) {
+        this.#seq = Math.max(lastSeq(this.verbose.file, isLogRecord), lastSeq(this.normal.file, isLogRecord));
+      }
+      const rec = make(this.#seq + 1);
+      const line = JSON.stringify(rec);
+      if (!verbose) this.normal.append(line, rot, fsync);
+      this.verbose.append(line, rot, fsync && !verbose);
+      this.#seq = rec.seq;
+      return rec;
+    } catch (e) {
+      this.#seq = null;
+      throw e;
+    }
+  }
+
+  #hold(): void {
+    if (this.#release) return;
+    this.#release = lockSync(this.#lockFile);
+    setImmediate(() => this.letGo());
+  }
+
+  letGo(): void {
+    const release = this.#release;
+    this.#release = null;
+    release?.();
+  }
+}
+
+/** The writers of this process, by log directory path. */
+const writers = new Map<string, LogDirWriter>();
+let releaseAtExit = false;
+
+function writerFor(dir: string): LogDirWriter {
+  const path = resolve(dir);
+  const known = writers.get(path);
+  if (known) return known;
+  mkdirSync(path, { recursive: true, mode: 0o750 });
+  const st = statSync(path);
+  // Another spelling of the same directory (a symbolic link, a bind mount) must share its writer: two
+  // writers of one process would wait for each other's lock.
+  for (const w of writers.values()) {
+    if (w.dev !== st.dev || w.ino !== st.ino) continue;
+    try {
+      const still = statSync(w.dir);
+      if (still.dev !== st.dev || still.ino !== st.ino) continue; // its directory is gone, the inode reused
+    } catch {
+      continue;
+    }
+    writers.set(path, w);
+    return w;
+  }
+  const w = new LogDirWriter(path, st.dev, st.ino);
+  writers.set(path, w);
+  if (!releaseAtExit) {
+    releaseAtExit = true;
+    process.once('exit', () => {
+      for (const x of writers.values()) x.letGo();
+    });
+  }
+  return w;
+}
+
 /** The writer of one module's log. Cheap to create; several writers (even in several processes) are safe. */
 export class ModuleLog {
   readonly module: string;
   readonly dir: string;
   readonly normalFile: string;
   readonly verboseFile: string;
-  private readonly lockFile: string;
   private readonly maxBytes: number;
   private readonly keep: number;
   private readonly stderr: boolean | undefined;
   private readonly fsync: boolean;
-  private cache: { seq: number; mark: FileMark } | null = null;
+  private writer: LogDirWriter | null = null;
 
   constructor(module: string, opts: ModuleLogOptions = {}) {
     this.module = module;
     this.dir = opts.dir ?? moduleLogDir(module, opts.env);
     this.normalFile = join(this.dir, 'module.jsonl');
     this.verboseFile = join(this.dir, 'verbose.jsonl');
-    this.lockFile = join(this.dir, '.module.lock');
     this.maxBytes = opts.maxBytes ?? DEFAULT_LOG_MAX_BYTES;
     this.keep = opts.keep ?? DEFAULT_LOG_KEEP;
     this.stderr = opts.stderr;
@@ -130,33 +230,16 @@ export class ModuleLog {
     if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new RangeError(`unknown log level ${level}`);
     const msg = message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message;
     const f = clampFields(fields);
-    let rec!: LogRecord;
+    let rec: LogRecord;
     try {
-      withLockSync(this.lockFile, () => {
-        // Our cached seq is valid only if nobody wrote since our last write.
-        const mark = fileMark(this.verboseFile);
-        const seq =
-          this.cache && mark && mark.ino === this.cache.mark.ino && mark.size === this.cache.mark.size
-            ? this.cache.seq
-            : Math.max(lastSeq(this.verboseFile, isLogRecord), lastSeq(this.normalFile, isLogRecord));
-        rec = {
-          seq: seq + 1,
-          ts: new Date().toISOString(),
-          level,
-          source,
-          module: this.module,
-          message: msg,
-          ...(f ? { fields: f } : {}),
-        };
-        const line = JSON.stringify(rec);
-        const rot = { maxBytes: this.maxBytes, keep: this.keep };
-        const verbose = isVerboseLevel(level);
-        if (!verbose) appendLine(this.normalFile, line, rot, this.fsync);
-        const newMark = appendLine(this.verboseFile, line, rot, this.fsync && !verbose);
-        this.cache = { seq: rec.seq, mark: newMark };
-      });
+      this.writer ??= writerFor(this.dir);
+      rec = this.writer.write(
+        isVerboseLevel(level),
+        (seq) => ({ seq, ts: new Date().toISOString(), level, source, module: this.module, message: msg, ...(f ? { fields: f } : {}) }),
+        { maxBytes: this.maxBytes, keep: this.keep },
+        this.fsync,
+      );
     } catch (e) {
-      this.cache = null;
       throw new StayupError('IO', `cannot write the log of module ${this.module}: ${(e as Error).message}`, { cause: e });
     }
     if (this.stderr ?? stderrDefault) {

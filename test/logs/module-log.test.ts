@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -217,4 +217,101 @@ test('an unwritable log directory gives IO', (t) => {
   writeFileSync(join(dir, 'file'), '');
   const log = new ModuleLog('m', { dir: join(dir, 'file', 'sub'), stderr: false });
   assert.throws(() => log.event('x', 'y'), (e) => isStayupError(e) && e.code === 'IO');
+});
+
+/** The descriptors this process has open on `file` (through /proc/self/fd). */
+function openDescriptors(file: string): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === file) n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}
+
+const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test('the files stay open between records, shared by every writer of the directory; the lock is held until the next turn of the event loop', async (t) => {
+  const dir = tmp(t);
+  const a = new ModuleLog('m', { dir, stderr: false });
+  a.event('heart', 'one');
+  new ModuleLog('m', { dir, stderr: false }).info('heart', 'two');
+  a.event('heart', 'three');
+  assert.equal(openDescriptors(join(dir, 'module.jsonl')), 1);
+  assert.equal(openDescriptors(join(dir, 'verbose.jsonl')), 1);
+  assert.equal(readFileSync(join(dir, '.module.lock'), 'utf8'), `${process.pid}\n`, 'held during this turn');
+  await nextTurn();
+  assert.ok(!existsSync(join(dir, '.module.lock')), 'given back at the next turn');
+  a.event('heart', 'four');
+  assert.ok(existsSync(join(dir, '.module.lock')), 'taken again');
+  await nextTurn();
+  assert.deepEqual(tail('m', { dir, verbose: true }).map((r) => `${r.seq} ${r.message}`), ['1 one', '2 two', '3 three', '4 four']);
+  assert.equal(openDescriptors(join(dir, 'verbose.jsonl')), 1);
+});
+
+test('a file rotated or removed behind the open descriptor: the next record goes to the file the path names', async (t) => {
+  const dir = tmp(t);
+  const log = new ModuleLog('m', { dir, stderr: false });
+  log.event('heart', 'before');
+  await nextTurn();
+  // An operator's tool (logrotate without copytruncate) moves both files away.
+  renameSync(join(dir, 'module.jsonl'), join(dir, 'module.jsonl.1'));
+  renameSync(join(dir, 'verbose.jsonl'), join(dir, 'verbose.jsonl.1'));
+  const after = log.event('heart', 'after');
+  assert.equal(after.seq, 2, 'the sequence goes on from the rotated file');
+  assert.deepEqual(readFileSync(join(dir, 'module.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as LogRecord).message), ['after']);
+  assert.deepEqual(readFileSync(join(dir, 'module.jsonl.1'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as LogRecord).message), ['before']);
+  assert.equal(openDescriptors(join(dir, 'module.jsonl.1')), 0, 'the old file is closed');
+  // Even within one turn (no lock taken again), a file moved by someone else is followed.
+  renameSync(join(dir, 'verbose.jsonl'), join(dir, 'verbose.jsonl.2'));
+  log.info('heart', 'same turn');
+  assert.deepEqual(tail('m', { dir, verbose: true, keep: 0 }).map((r) => r.message), ['same turn']);
+  await nextTurn();
+  // The whole directory removed (module uninstalled) and written to again.
+  rmSync(dir, { recursive: true, force: true });
+  const fresh = log.critical('rfs', 'after removal');
+  assert.equal(fresh.seq, 1);
+  assert.deepEqual(tail('m', { dir }).map((r) => r.message), ['after removal']);
+  await nextTurn();
+});
+
+test('a writer in another process between and during our turns: one sequence, whole lines', async (t) => {
+  const dir = tmp(t);
+  const rot = { maxBytes: 4000, keep: 1000 };
+  const log = new ModuleLog('m', { dir, stderr: false, ...rot });
+  const url = new URL('../../src/logs/module-log.ts', import.meta.url).href;
+  const started = join(dir, 'child-started');
+  const code = `const { ModuleLog } = await import(${JSON.stringify(url)});
+const { writeFileSync } = await import('node:fs');
+const log = new ModuleLog('m', { dir: ${JSON.stringify(dir)}, stderr: false, maxBytes: ${rot.maxBytes}, keep: ${rot.keep} });
+writeFileSync(${JSON.stringify(started)}, '');
+for (let i = 0; i < 40; i++) { log.append(i % 2 ? 'E' : 'D', 'child', 'child ' + i); await new Promise((r) => setTimeout(r, 5)); }`;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', 'inherit'] });
+  let running = true;
+  const exited = new Promise<number>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (c) => {
+      running = false;
+      resolve(c ?? -1);
+    });
+  });
+  // Three records in one turn, every millisecond or so, from the moment the child starts writing until it has ended.
+  let mine = 0;
+  while (running) {
+    if (existsSync(started) && mine < 3000) for (let j = 0; j < 3; j++) log.append(mine % 2 ? 'E' : 'D', 'parent', `parent ${mine++}`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  assert.equal(await exited, 0);
+  log.event('parent', 'last');
+  const all = tail('m', { dir, verbose: true, count: 100_000, keep: rot.keep });
+  assert.equal(all.length, mine + 41);
+  assert.deepEqual(all.map((r) => r.seq), Array.from({ length: all.length }, (_, i) => i + 1));
+  assert.equal(all.filter((r) => r.source === 'child').length, 40);
+  const bySource = all.map((r) => r.source).join(' ');
+  assert.match(bySource, /child .*parent .*child/, 'the two writers took turns');
+  // The normal log holds every E record of both, in the same order.
+  assert.deepEqual(tail('m', { dir, count: 100_000, keep: rot.keep }).map((r) => r.seq), all.filter((r) => r.level === 'E').map((r) => r.seq));
 });
