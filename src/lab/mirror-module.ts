@@ -23,8 +23,19 @@ export interface LabMirrorOptions {
   errdPolltimer?: string;
   /** false: start_prim does not start the service (it runs elsewhere, e.g. on both servers). */
   startService?: boolean;
-  /** Replicated directories (<rfs>), with the acknowledgement mode. */
-  rfs?: { dirs: string[]; async?: 'second' | 'none' };
+  /**
+   * Replicated directories (<rfs>), with the acknowledgement mode and the journal's zone size
+   * (ruzone_blocksize, and reipacketsize with it: the zone must be a multiple of it; default 8 MiB both).
+   */
+  rfs?: { dirs: string[]; async?: 'second' | 'none'; zoneBytes?: number };
+  /** Module scripts and files of bin/ that replace the lab service's (e.g. a database's start_prim/stop_prim). */
+  bin?: Record<string, string>;
+  /** More <var> of <user>, for the scripts. */
+  vars?: Record<string, string>;
+  /** <user nicestoptimeout>, also the bound of start scripts (default 10s). */
+  niceStopTimeout?: string;
+  /** <user forcestoptimeout> (default 10s). */
+  forceStopTimeout?: string;
 }
 
 /** The service: python3, so errd can find it by name (python3) and argument (lab-service.py). */
@@ -90,8 +101,9 @@ export function labMirrorUserConfig(o: LabMirrorOptions): string {
   const errd = o.errdPolltimer
     ? `  <errd polltimer="${o.errdPolltimer}">\n    <proc name="python3" argregex="lab-service\\.py ${o.servicePort ?? 7000}" atleast="1" action="restart" class="prim" />\n  </errd>\n`
     : '';
+  const zone = o.rfs?.zoneBytes ? ` reipacketsize="${o.rfs.zoneBytes}" ruzone_blocksize="${o.rfs.zoneBytes}"` : '';
   const rfs = o.rfs
-    ? `  <rfs async="${o.rfs.async ?? 'second'}">\n${o.rfs.dirs.map((d) => `    <replicated dir="${d}" mode="read_only" />`).join('\n')}\n  </rfs>\n`
+    ? `  <rfs async="${o.rfs.async ?? 'second'}"${zone}>\n${o.rfs.dirs.map((d) => `    <replicated dir="${d}" mode="read_only" />`).join('\n')}\n  </rfs>\n`
     : '';
   return `<!DOCTYPE safe>
 <safe>
@@ -108,27 +120,30 @@ ${lans.map((l) => `    <heartbeat name="${l}" />`).join('\n')}
       </interface>
     </interface_list>
   </vip>
-${rfs}${errd}  <user nicestoptimeout="10s" forcestoptimeout="10s" logging="userlog">
+${rfs}${errd}  <user nicestoptimeout="${o.niceStopTimeout ?? '10s'}" forcestoptimeout="${o.forceStopTimeout ?? '10s'}" logging="userlog">
     <var name="SERVICE_PORT" value="${o.servicePort ?? 7000}" />
     <var name="START_SERVICE" value="${o.startService === false ? 'no' : 'yes'}" />
-  </user>
+${Object.entries(o.vars ?? {})
+  .map(([k, v]) => `    <var name="${k}" value="${xmlAttr(v)}" />\n`)
+  .join('')}  </user>
 </service>
 </safe>
 `;
 }
 
-/** The module package (zip) with its userconfig.xml, start_prim, stop_prim and the service. */
+function xmlAttr(v: string): string {
+  return v.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+}
+
+/** The module package (zip) with its userconfig.xml and bin/: start_prim, stop_prim and the service, or `o.bin`. */
 export async function labMirrorPackage(o: LabMirrorOptions): Promise<Buffer> {
   const dir = mkdtempSync(join(tmpdir(), 'stayup-labmod-'));
   try {
     mkdirSync(join(dir, 'conf'));
     mkdirSync(join(dir, 'bin'));
     writeFileSync(join(dir, 'conf', 'userconfig.xml'), labMirrorUserConfig(o));
-    for (const [name, text] of [
-      ['start_prim', START_PRIM],
-      ['stop_prim', STOP_PRIM],
-      ['lab-service.py', LAB_SERVICE_PY],
-    ] as const) {
+    const bin = o.bin ?? { start_prim: START_PRIM, stop_prim: STOP_PRIM, 'lab-service.py': LAB_SERVICE_PY };
+    for (const [name, text] of Object.entries(bin)) {
       const f = join(dir, 'bin', name);
       writeFileSync(f, text);
       chmodSync(f, 0o755);

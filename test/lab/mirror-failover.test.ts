@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab } from '../../src/lab/lab.ts';
-import { findTool, mustRun, tool } from '../../src/lab/sys.ts';
-import { startDaemons, stayupOn, stayupdBin, writeOnServer } from '../../src/lab/stayup-cluster.ts';
+import { mustRun, tool } from '../../src/lab/sys.ts';
+import { configureCluster, installModule, labSkipReason, moduleLog, startDaemon, startDaemons, stayupOn, waitModuleState } from '../../src/lab/stayup-cluster.ts';
 import { labMirrorPackage } from '../../src/lab/mirror-module.ts';
 import { outages, readProbeLog } from '../../src/lab/outage.ts';
 import { installDir } from '../../src/util/paths.ts';
@@ -14,13 +14,7 @@ import { installDir } from '../../src/util/paths.ts';
 // and a TCP service started by start_prim, two heartbeat lans, and a client that opens a new connection
 // to the virtual IP every 10 ms. Each scenario reports the outage the client saw.
 
-function skipReason(): string | false {
-  if (process.platform !== 'linux') return 'the lab needs Linux';
-  if (process.getuid?.() !== 0) return 'the lab needs root (network and mount namespaces)';
-  for (const t of ['ip', 'nft', 'nsenter', 'unshare'] as const) if (!findTool(t)) return `\`${t}\` is missing (run scripts/setup.sh)`;
-  return false;
-}
-const skip = skipReason();
+const skip = labSkipReason();
 const password = 'lab-admin-password';
 const MODULE = 'mir';
 const PULSE_MS = 100;
@@ -41,22 +35,7 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
     const r = await stayupOn(lab, node, ['state', '-m', MODULE, '-lq'], { timeoutMs: 20_000 });
     return r.stdout.trim().split(/\s+/)[1] ?? `exit ${r.code}: ${r.stderr.trim()}`;
   };
-  const waitState = async (node: string, state: string, timeoutS = 30): Promise<void> => {
-    const r = await stayupOn(lab, node, ['waitstate', '-m', MODULE, '-t', String(timeoutS), state], { timeoutMs: (timeoutS + 10) * 1000 });
-    if (r.code !== 0) {
-      const v = await stayupOn(lab, node, ['state', '-m', MODULE, '-v']);
-      const log = await stayupOn(lab, node, ['log', '-m', MODULE, '-s', '40']);
-      assert.fail(`${node} did not reach ${state}: ${r.stdout}${r.stderr}\n${v.stdout}\n${log.stdout}`);
-    }
-  };
-  const startDaemon = async (node: string): Promise<void> => {
-    await lab.spawn(node, [process.execPath, stayupdBin], { logFile: join(lab.stateDir, 'logs', `${node}-stayupd.log`) });
-    for (let i = 0; i < 200; i++) {
-      if ((await stayupOn(lab, node, ['level'], { timeoutMs: 10_000 })).code === 0) return;
-      await sleep(100);
-    }
-    assert.fail(`stayupd on ${node} did not answer`);
-  };
+  const waitState = (node: string, state: string, timeoutS = 30): Promise<void> => waitModuleState(lab, node, MODULE, state, timeoutS);
   const answering = async (who: string, withinMs = 10_000): Promise<void> => {
     const t0 = Date.now();
     for (;;) {
@@ -80,12 +59,8 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
     for (const n of lab.servers) await lab.exec(n, ['ip', 'addr', 'add', `${hb2(n)}/24`, 'dev', 'eth0'], { check: true });
     await startDaemons(lab, { password });
     const xml = `<cluster>\n  <lans>\n    <lan name="default">\n${lab.servers.map((n) => `      <node name="${n}" addr="${lab.addr(n)}"/>`).join('\n')}\n    </lan>\n    <lan name="hb2">\n${lab.servers.map((n) => `      <node name="${n}" addr="${hb2(n)}"/>`).join('\n')}\n    </lan>\n  </lans>\n</cluster>\n`;
-    writeOnServer(lab, 'node1', '/srv/cluster.xml', xml);
-    const c = await stayupOn(lab, 'node1', ['-H', '*', 'cluster', 'config', '/srv/cluster.xml'], { env: { STAYUP_PASSWORD: password } });
-    assert.equal(c.code, 0, c.stdout + c.stderr);
-    writeOnServer(lab, 'node1', '/srv/mir.safe', await labMirrorPackage({ vip, servicePort: SERVICE_PORT, pulseMs: PULSE_MS, timeoutMs: TIMEOUT_MS, lans: ['default', 'hb2'], errdPolltimer: ERRD_POLL }));
-    const i = await stayupOn(lab, 'node1', ['-H', '*', 'module', 'install', '-m', MODULE, '/srv/mir.safe']);
-    assert.equal(i.code, 0, i.stdout + i.stderr);
+    await configureCluster(lab, password, xml);
+    await installModule(lab, MODULE, await labMirrorPackage({ vip, servicePort: SERVICE_PORT, pulseMs: PULSE_MS, timeoutMs: TIMEOUT_MS, lans: ['default', 'hb2'], errdPolltimer: ERRD_POLL }));
     probeLog = join(lab.stateDir, 'logs', 'client-prober.jsonl');
     await lab.spawn('client', [process.execPath, join(installDir, 'src', 'lab', 'tcp-prober.mjs'), vip, String(SERVICE_PORT), '10', '200'], { logFile: probeLog });
   });
@@ -153,7 +128,7 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
 
   it('the old primary comes back as secondary; swap gives it the primary role back', async () => {
     await lab.startServer('node1');
-    await startDaemon('node1');
+    await startDaemon(lab, 'node1');
     const r = await stayupOn(lab, 'node1', ['start', '-m', MODULE]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     await waitState('node1', 'SECOND');
@@ -185,8 +160,7 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
     await waitState('node1', 'PRIM');
     await waitState('node2', 'SECOND');
     // node2 usually hears node1 first and leaves at once, so node1 may never see two primaries.
-    const log2 = await stayupOn(lab, 'node2', ['log', '-m', MODULE, '-s', '400']);
-    assert.match(log2.stdout, /Split brain recovery: exiting alone/);
+    assert.match(await moduleLog(lab, 'node2', MODULE, 400, { verbose: false }), /Split brain recovery: exiting alone/);
     await answering('node1');
     report.push('both heartbeat lans cut: both ALONE; on restore node2 (the later generation) exits and comes back SECOND');
   });
@@ -196,9 +170,7 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
     assert.equal(stop.code, 0, stop.stdout + stop.stderr);
     await waitState('node1', 'STOP');
     await waitState('node2', 'STOP');
-    writeOnServer(lab, 'node1', '/srv/mir2.safe', await labMirrorPackage({ vip, servicePort: SERVICE_PORT, pulseMs: PULSE_MS, timeoutMs: TIMEOUT_MS, lans: ['default', 'hb2'], defaultPrim: 'node2', errdPolltimer: ERRD_POLL }));
-    const i = await stayupOn(lab, 'node1', ['-H', '*', 'module', 'install', '-r', '-m', MODULE, '/srv/mir2.safe']);
-    assert.equal(i.code, 0, i.stdout + i.stderr);
+    await installModule(lab, MODULE, await labMirrorPackage({ vip, servicePort: SERVICE_PORT, pulseMs: PULSE_MS, timeoutMs: TIMEOUT_MS, lans: ['default', 'hb2'], defaultPrim: 'node2', errdPolltimer: ERRD_POLL }), { replace: true });
     const start = await stayupOn(lab, 'node1', ['-H', '*', 'start', '-m', MODULE]);
     assert.equal(start.code, 0, start.stdout + start.stderr);
     await waitState('node2', 'PRIM');
@@ -209,15 +181,14 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
     await waitState('node1', 'ALONE');
     await answering('node1');
     await lab.startServer('node2');
-    await startDaemon('node2');
+    await startDaemon(lab, 'node2');
     const t0 = Date.now();
     const r = await stayupOn(lab, 'node2', ['start', '-m', MODULE]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     await waitState('node2', 'PRIM', 60);
     await waitState('node1', 'SECOND');
     await answering('node2');
-    const log1 = await stayupOn(lab, 'node1', ['log', '-A', '-m', MODULE, '-s', '400']);
-    assert.match(log1.stdout, /Transition SWAP from defaultprim/);
+    assert.match(await moduleLog(lab, 'node1', MODULE, 400), /Transition SWAP from defaultprim/);
     const o = outages(readProbeLog(probeLog), t0);
     assert.equal(o.length, 1, JSON.stringify(o));
     report.push(`defaultprim failback node1 -> node2 after node2 returned: outage ${o[0]!.outageMs} ms`);
@@ -233,7 +204,7 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
       process.kill(pid, 'SIGKILL');
       return pid;
     };
-    const restarts = async (): Promise<number> => ((await stayupOn(lab, 'node2', ['log', '-A', '-m', MODULE, '-s', '2000'])).stdout.match(/Action restart called by errd/g) ?? []).length;
+    const restarts = async (): Promise<number> => ((await moduleLog(lab, 'node2', MODULE, 2000)).match(/Action restart called by errd/g) ?? []).length;
     const base = await restarts();
     for (let k = 1; k <= 3; k++) {
       await answering('node2');
@@ -254,8 +225,7 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
     await waitState('node2', 'STOP');
     await waitState('node1', 'ALONE');
     await answering('node1');
-    const log2 = await stayupOn(lab, 'node2', ['log', '-m', MODULE, '-s', '400']);
-    assert.match(log2.stdout, /Action stop called by maxloop/);
+    assert.match(await moduleLog(lab, 'node2', MODULE, 400, { verbose: false }), /Action stop called by maxloop/);
     const o = outages(readProbeLog(probeLog), t0 - 200);
     report.push(`errd 4th failure: node2 stopped by maxloop, node1 took over; outage ${o.map((x) => x.outageMs).join(', ')} ms`);
   });
@@ -267,7 +237,7 @@ describe('mirror module: failover, heartbeats, swap and failback in the lab', { 
     assert.match(v0.stdout, /intf\.\S+: up/);
     const t0 = Date.now();
     await lab.exec('node1', ['ip', 'addr', 'del', `${vip}/24`, 'dev', 'eth0'], { check: true });
-    const restarted = async (): Promise<boolean> => /Action stopstart called by ip\./.test((await stayupOn(lab, 'node1', ['log', '-A', '-m', MODULE, '-s', '300'])).stdout);
+    const restarted = async (): Promise<boolean> => /Action stopstart called by ip\./.test(await moduleLog(lab, 'node1', MODULE, 300));
     for (let i = 0; i < 100 && !(await restarted()); i++) await sleep(100);
     assert.ok(await restarted(), 'stopstart called by the ip checker');
     await waitState('node1', 'ALONE');
