@@ -1,5 +1,5 @@
-// npm run bench:replication -- [--targets local,stayup,glusterfs] [--reps N] [--quick] [--keep-lab]
-//                                [--async second|none]
+// npm run bench:replication -- [--targets local,stayup,glusterfs] [--workloads LIST] [--reps N] [--quick]
+//                                [--keep-lab] [--async second|none]
 //
 // File-system cost of replication, in one run on two lab servers: the same four workloads on a plain
 // directory of node1 (local), a stayup mirror module's replicated directory (stayup, node1 primary, node2
@@ -53,8 +53,13 @@ const CONFIG_TEXT: Record<GlusterConfig, string> = {
   write_behind_off: 'performance.write-behind off, performance.flush-behind off',
 };
 
+/** What --workloads can name: the four figures' workloads and stayup's resync. */
+const WORKLOADS = [...FIGURES, 'resync'] as const;
+type Workload = (typeof WORKLOADS)[number];
+
 interface Args {
   targets: Target[];
+  workloads: Set<Workload>;
   reps?: number;
   quick: boolean;
   keepLab: boolean;
@@ -64,6 +69,7 @@ interface Args {
 
 const USAGE = `usage: npm run bench:replication -- [options]
   --targets LIST     comma-separated, of local, stayup, glusterfs (default: all three)
+  --workloads LIST   comma-separated, of ${WORKLOADS.join(', ')} (default: all); the others are not run
   --reps N           repetitions of each workload; the figure is the median (default 3, --quick 1)
   --quick            smaller sizes for a smoke run (2 s / 3 s fio runs, 64 MiB sequential, 300 files, 128 MiB resync set)
   --keep-lab         leave the lab (and GlusterFS, stayup) running for debugging; \`stayup lab down --name NAME\` removes it
@@ -78,7 +84,7 @@ function usage(msg: string): never {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { targets: [...TARGETS], quick: false, keepLab: false, async: 'second', glusterPlacement: 'per-server' };
+  const a: Args = { targets: [...TARGETS], workloads: new Set(WORKLOADS), quick: false, keepLab: false, async: 'second', glusterPlacement: 'per-server' };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const [name, inline] = k.includes('=') ? [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)] : [k, undefined];
@@ -90,6 +96,12 @@ function parseArgs(argv: string[]): Args {
         if (!list.length || list.some((t) => !(TARGETS as readonly string[]).includes(t))) usage(`--targets takes a list of ${TARGETS.join(', ')}`);
         // Always in the same order, whatever the order given.
         a.targets = TARGETS.filter((t) => list.includes(t));
+        break;
+      }
+      case '--workloads': {
+        const list = (val() ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+        if (!list.length || list.some((w) => !(WORKLOADS as readonly string[]).includes(w))) usage(`--workloads takes a list of ${WORKLOADS.join(', ')}`);
+        a.workloads = new Set(list as Workload[]);
         break;
       }
       case '--reps': {
@@ -199,8 +211,8 @@ type Json = Record<string, unknown>;
 function targetJson(r: WorkloadResults): Json {
   return {
     ...medians(r),
-    min_max: Object.fromEntries(FIGURES.map((f) => [f, [r[f].min, r[f].max]])),
-    runs: Object.fromEntries(FIGURES.map((f) => [f, r[f].runs])),
+    min_max: Object.fromEntries(FIGURES.map((f) => [f, r[f] ? [r[f].min, r[f].max] : null])),
+    runs: Object.fromEntries(FIGURES.map((f) => [f, r[f]?.runs ?? null])),
   };
 }
 
@@ -210,6 +222,7 @@ async function main(): Promise<number> {
   ensureTools(args.targets);
   const sizes: WorkloadSizes = { ...(args.quick ? QUICK_SIZES : FULL_SIZES), ...(args.reps ? { reps: args.reps } : {}) };
   const resyncSizes: ResyncSizes = args.quick ? QUICK_RESYNC : FULL_RESYNC;
+  const figures = new Set(FIGURES.filter((f) => args.workloads.has(f)));
 
   const errors: string[] = [];
   const name = `${LAB_PREFIX}${process.pid}`;
@@ -261,6 +274,7 @@ async function main(): Promise<number> {
     const node1 = L.servers[0]!;
     say(`lab ${name}: ${L.servers.map((n) => `${n} ${L.addr(n)}`).join(', ')}; load average ${env.loadavg_start}`);
     say(`workloads on ${node1}, ${sizes.reps} run(s) each, median reported: ${sizes.files} small files; ${sizes.writeRuntimeS} s 4 KiB randwrite (${sizes.randFileMib} MiB file); ${sizes.fsyncRuntimeS} s 4 KiB randwrite+fsync; ${sizes.seqFileMib} MiB 1 MiB overwrite + end fsync`);
+    if (args.workloads.size < WORKLOADS.length) say(`--workloads: only ${[...args.workloads].join(', ')}`);
     const helper = buildHelper(join(L.stateDir, 'bin'));
     const exec: Exec = (argv, timeoutMs) => L.exec(node1, argv, { timeoutMs });
 
@@ -268,7 +282,7 @@ async function main(): Promise<number> {
     if (args.targets.includes('local')) {
       say(`\n== local: plain directory ${LOCAL_DIR} on ${node1}`);
       try {
-        res.local = await runWorkloads(exec, helper, join(LOCAL_DIR, 'work'), sizes, say, 'local');
+        res.local = await runWorkloads(exec, helper, join(LOCAL_DIR, 'work'), sizes, say, 'local', figures);
         out.local = { dir: LOCAL_DIR, ...targetJson(res.local) };
       } catch (e) {
         errors.push(`local: ${errText(e)}`);
@@ -289,9 +303,9 @@ async function main(): Promise<number> {
         say(`  stayup: installed on ${L.servers.join(', ')} with \`stayup -H "*" module install\`${installed ? ` (${installed})` : ''}`);
         await mod.start();
         say(`  stayup: ${node1} PRIM (Ready), ${L.servers[1]} SECOND (Ready); ${REPL_DIR} on ${node1} is a ${await mod.checkMounted()} mount`);
-        res.stayup = await runWorkloads(exec, helper, join(REPL_DIR, 'work'), sizes, say, 'stayup');
+        res.stayup = await runWorkloads(exec, helper, join(REPL_DIR, 'work'), sizes, say, 'stayup', figures);
         out.stayup = { dir: REPL_DIR, rfs_async: args.async, ...targetJson(res.stayup), resync_mib_s: null, resync_bytes_sent: null };
-        try {
+        if (args.workloads.has('resync')) try {
           say(`  stayup resync: ${resyncSizes.files} x ${resyncSizes.fileMib} MiB, every ${resyncSizes.every}th 1 MiB block rewritten while ${L.servers[1]} is stopped`);
           resync = await mod.resync(helper, resyncSizes);
           out.stayup = { ...out.stayup, resync_mib_s: resync.resync_mib_s, resync_bytes_sent: resync.resync_bytes_sent, resync };
@@ -337,9 +351,11 @@ async function main(): Promise<number> {
         for (const config of Object.keys(GLUSTER_CONFIGS) as GlusterConfig[]) {
           configsUsed[config] = await g.configure(config);
           say(`  glusterfs ${config}: ${Object.entries(configsUsed[config]!).map(([k, v]) => `${k}=${v}`).join(', ')}`);
-          glusterRes[config] = await runWorkloads(exec, helper, join(GLUSTER_MOUNT, `work-${config}`), sizes, say, `glusterfs ${config}`);
+          // Each figure comes from one configuration (GLUSTER_FIGURE_CONFIG): the other's run would be unused.
+          const wanted = args.workloads.size < WORKLOADS.length ? new Set([...figures].filter((f) => GLUSTER_FIGURE_CONFIG[f] === config)) : figures;
+          glusterRes[config] = await runWorkloads(exec, helper, join(GLUSTER_MOUNT, `work-${config}`), sizes, say, `glusterfs ${config}`, wanted);
         }
-        const compared = Object.fromEntries(FIGURES.map((f) => [f, glusterRes[GLUSTER_FIGURE_CONFIG[f]]![f]])) as WorkloadResults;
+        const compared = Object.fromEntries(FIGURES.map((f) => [f, glusterRes[GLUSTER_FIGURE_CONFIG[f]]?.[f]])) as WorkloadResults;
         res.glusterfs = compared;
         out.glusterfs = {
           ...medians(compared),
@@ -370,8 +386,8 @@ async function main(): Promise<number> {
   const goal: Json = {};
   let allMet: boolean | null = true;
   for (const f of FIGURES) {
-    const s = res.stayup?.[f].median;
-    const g = res.glusterfs?.[f].median;
+    const s = res.stayup?.[f]?.median;
+    const g = res.glusterfs?.[f]?.median;
     ratios[f] = ratio(s, g);
     const spec = GOAL[f];
     const met = s === undefined || g === undefined ? null : spec.better === 'lower' ? s <= spec.factor * g : s >= spec.factor * g;
@@ -410,7 +426,7 @@ async function main(): Promise<number> {
     glusterfs: args.targets.includes('glusterfs') ? (out.glusterfs ?? { error: 'not run (the lab did not come up)' }) : null,
     ratios_stayup_over_glusterfs: ratios,
     goal,
-    params: { ...sizes, quick: args.quick, resync: resyncSizes, rfs_async: args.async },
+    params: { ...sizes, quick: args.quick, workloads: [...args.workloads], resync: resyncSizes, rfs_async: args.async },
     env,
     duration_s: Math.round((Date.now() - t0) / 1000),
     errors,

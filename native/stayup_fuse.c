@@ -231,7 +231,12 @@ typedef struct sf_mount {
 	int read_only; /* the read-only switch (atomic): mutations are answered EROFS by C */
 	int no_xattrs; /* extended attributes refused (ENOSYS): see js_mount */
 	unsigned threads;
+	/* How long the kernel may cache attributes and names while the mount is writable (only this mount
+	 * changes the tree then); a read-only mount (the secondary, written underneath) caches nothing. */
 	double attr_timeout, entry_timeout;
+	/* 0: namespace and attribute changes that change no file data are answered by C once applied and
+	 * queued (their events carry job 0); 1 (default): every mutation waits for JavaScript's reply. */
+	int hold_metadata;
 
 	/* statistics (order_lock) */
 	uint64_t st_events, st_writes, st_write_bytes;
@@ -281,6 +286,11 @@ typedef struct sf_job {
 	uint32_t flags, mode, uid, gid, fields;
 	uint64_t rdev;
 	int datasync;
+	/* fsync/fsyncdir: the local sync runs while the event is on its way. parts counts what is still to
+	 * come (JavaScript's reply, the local sync, atomically); the last one answers the kernel. */
+	int parts;
+	uint8_t js_replied;
+	int js_err, local_err;
 } sf_job;
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -376,6 +386,16 @@ static inline sf_inode *get_inode(sf_mount *m, fuse_ino_t ino)
 }
 
 static inline int inode_fd(sf_inode *in) { return __atomic_load_n(&in->fd, __ATOMIC_ACQUIRE); }
+
+/* Cache timeouts for a reply: the mount's while writable, none while read-only (see sf_mount). */
+static inline double attr_ttl(sf_mount *m)
+{
+	return __atomic_load_n(&m->read_only, __ATOMIC_ACQUIRE) ? 0 : m->attr_timeout;
+}
+static inline double entry_ttl(sf_mount *m)
+{
+	return __atomic_load_n(&m->read_only, __ATOMIC_ACQUIRE) ? 0 : m->entry_timeout;
+}
 
 static inline size_t hash_key(dev_t dev, ino_t ino)
 {
@@ -528,8 +548,8 @@ static int do_lookup(sf_mount *m, sf_inode *parent, const char *name, struct fus
 	if (!in) return -ENOMEM;
 	if (!S_ISDIR(e->attr.st_mode) && e->attr.st_nlink > 1) inode_set_alias(m, in, parent, name);
 	e->ino = (fuse_ino_t)(uintptr_t)in;
-	e->attr_timeout = m->attr_timeout;
-	e->entry_timeout = m->entry_timeout;
+	e->attr_timeout = attr_ttl(m);
+	e->entry_timeout = entry_ttl(m);
 	if (out) *out = in;
 	return 0;
 }
@@ -788,12 +808,50 @@ static inline sf_handle *fi_handle(struct fuse_file_info *fi) { return (sf_handl
 /* Handing events to JavaScript                                                                     */
 /* ------------------------------------------------------------------------------------------------ */
 
-/* order_lock held. Hands the job to the JS thread. Returns 0, or -EIO when the mount is going away. */
+static void reply_kernel(sf_mount *m, sf_job *j, int err, int order_locked);
+static void local_settle(sf_job *j, int err);
+
+/* Data changes (write, truncation, allocation) and durability requests (fsync) wait for JavaScript's reply:
+ * that is where the peer's acknowledgement is awaited. Other mutations change only names and attributes. */
+static int changes_data(const sf_job *j)
+{
+	switch (j->kind) {
+	case EV_WRITE:
+	case EV_FALLOCATE:
+	case EV_FSYNC:
+	case EV_FSYNCDIR:
+		return 1;
+	case EV_OPEN:
+		return (j->flags & O_TRUNC) != 0;
+	case EV_SETATTR:
+		return (j->fields & F_SIZE) != 0;
+	default:
+		return 0;
+	}
+}
+
+/* order_lock held. Hands the job to the JS thread. Returns 0, or -EIO when the mount is going away (the
+ * caller then answers the kernel). With hold_metadata off, a mutation that changes no data is answered
+ * here, once its event is queued: the application goes on without waiting for the JS thread or the peer.
+ * Its place in the replication order is kept (events are queued under the order lock), and any later data
+ * change or fsync waits for an acknowledgement that covers it (acknowledgements are cumulative). */
 static int enqueue(sf_mount *m, sf_job *j)
 {
+	int early = !m->hold_metadata && j->reply_kind != R_NONE && !changes_data(j);
+	sf_job reply;
+	if (early) {
+		/* the JS thread frees a job with nothing to answer as soon as it has read it: keep what the
+		 * answer needs */
+		reply = *j;
+		j->reply_kind = R_NONE;
+	}
 	napi_status s = napi_call_threadsafe_function(m->tsfn, j, napi_tsfn_nonblocking);
-	if (s != napi_ok) return -EIO;
+	if (s != napi_ok) {
+		if (early) j->reply_kind = reply.reply_kind;
+		return -EIO;
+	}
 	m->st_events++;
+	if (early) reply_kernel(m, &reply, 0, 1);
 	return 0;
 }
 
@@ -847,7 +905,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc == -ENOENT) {
 		/* a negative entry the kernel may cache for entry_timeout */
 		memset(&e, 0, sizeof e);
-		e.entry_timeout = m->entry_timeout;
+		e.entry_timeout = entry_ttl(m);
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -880,7 +938,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, errno);
 		return;
 	}
-	fuse_reply_attr(req, &st, m->attr_timeout);
+	fuse_reply_attr(req, &st, attr_ttl(m));
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -1485,21 +1543,18 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
-/* fsync and fsyncdir: the local sync runs outside the order lock (it changes nothing another event could
- * be ordered against, and may take milliseconds); the event is enqueued after it completed. */
-static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+/* fsync and fsyncdir: the event is queued first and the local sync runs meanwhile, outside the order lock
+ * (it changes nothing another event is ordered against, and may take milliseconds), so the peer's
+ * acknowledgement and the local disk are waited for at the same time; the call returns when both are
+ * done (local_settle/js_settle). A read-only mount changed nothing through us: local sync only. */
+static void sync_handle(fuse_req_t req, sf_inode *in, sf_handle *h, int datasync, int kind)
 {
 	sf_mount *m = req_mount(req);
-	sf_handle *h = fi_handle(fi);
-	if ((datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0) {
-		fuse_reply_err(req, errno);
+	if (__atomic_load_n(&m->read_only, __ATOMIC_ACQUIRE)) {
+		fuse_reply_err(req, (datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0 ? errno : 0);
 		return;
 	}
-	if (__atomic_load_n(&m->read_only, __ATOMIC_ACQUIRE)) { /* nothing was changed through this mount */
-		fuse_reply_err(req, 0);
-		return;
-	}
-	sf_job *j = job_alloc(m, req, EV_FSYNC, R_ERR);
+	sf_job *j = job_alloc(m, req, kind, R_ERR);
 	struct scratch *s = scratch();
 	if (!j || !s) {
 		if (j) job_free(j);
@@ -1511,14 +1566,15 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 		return;
 	}
 	j->datasync = datasync;
-	if (h->id) {
+	if (kind == EV_FSYNC && h->id) {
 		j->handle = h->id;
 		j->fields |= F_HANDLE;
 	} else {
-		/* fsync on a read-only handle: name the file instead */
-		j->path = dup_or_null(s->path, path_of(m, h->inode, s->path));
+		/* a directory, or fsync on a read-only handle: name the object instead */
+		j->path = dup_or_null(s->path, path_of(m, in, s->path));
 		j->fields |= F_PATH;
 	}
+	j->parts = 2;
 	if (enqueue(m, j) < 0) {
 		pthread_mutex_unlock(&m->order_lock);
 		job_free(j);
@@ -1526,6 +1582,14 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 		return;
 	}
 	pthread_mutex_unlock(&m->order_lock);
+	/* the job stays ours until this part is settled: the kernel keeps the handle while the call lasts */
+	local_settle(j, (datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0 ? errno : 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	sf_handle *h = fi_handle(fi);
+	sync_handle(req, h->inode, h, datasync, EV_FSYNC);
 }
 
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi)
@@ -1574,7 +1638,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	char pp[40];
 	if (!(valid & replicable)) {
 		if (fstatat(inode_fd(in), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) fuse_reply_err(req, errno);
-		else fuse_reply_attr(req, &st, m->attr_timeout);
+		else fuse_reply_attr(req, &st, attr_ttl(m));
 		return;
 	}
 	sf_job *j = job_alloc(m, req, EV_SETATTR, R_ATTR);
@@ -1798,37 +1862,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	sf_mount *m = req_mount(req);
-	sf_handle *h = fi_handle(fi);
-	if ((datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0) {
-		fuse_reply_err(req, errno);
-		return;
-	}
-	if (__atomic_load_n(&m->read_only, __ATOMIC_ACQUIRE)) {
-		fuse_reply_err(req, 0);
-		return;
-	}
-	sf_job *j = job_alloc(m, req, EV_FSYNCDIR, R_ERR);
-	struct scratch *s = scratch();
-	if (!j || !s) {
-		if (j) job_free(j);
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	if (!order_begin(m, req)) {
-		job_free(j);
-		return;
-	}
-	j->datasync = datasync;
-	j->path = dup_or_null(s->path, path_of(m, get_inode(m, ino), s->path));
-	j->fields |= F_PATH;
-	if (enqueue(m, j) < 0) {
-		pthread_mutex_unlock(&m->order_lock);
-		job_free(j);
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	pthread_mutex_unlock(&m->order_lock);
+	sync_handle(req, get_inode(req_mount(req), ino), fi_handle(fi), datasync, EV_FSYNCDIR);
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
@@ -1990,10 +2024,10 @@ static const struct fuse_lowlevel_ops sf_ops = {
 /* Answering the kernel once JavaScript replied                                                     */
 /* ------------------------------------------------------------------------------------------------ */
 
-/* JS thread (or unmount). Answers j->req with err (0 = success) and releases what an error leaves. */
-static void answer(sf_job *j, int err)
+/* Answers j->req with err (0 = success) and releases what an error leaves. order_locked: the caller holds
+ * the order lock (an early answer from enqueue). */
+static void reply_kernel(sf_mount *m, sf_job *j, int err, int order_locked)
 {
-	sf_mount *m = j->m;
 	fuse_req_t req = j->req;
 	if (!err) err = j->deferred_err;
 	switch (j->reply_kind) {
@@ -2008,7 +2042,7 @@ static void answer(sf_job *j, int err)
 		break;
 	case R_ATTR:
 		if (err) fuse_reply_err(req, err);
-		else fuse_reply_attr(req, &j->e.attr, m->attr_timeout);
+		else fuse_reply_attr(req, &j->e.attr, attr_ttl(m));
 		break;
 	case R_ENTRY:
 		if (err) {
@@ -2031,7 +2065,7 @@ static void answer(sf_job *j, int err)
 		}
 		if (failed) {
 			uint64_t id = j->h->id;
-			pthread_mutex_lock(&m->order_lock);
+			if (!order_locked) pthread_mutex_lock(&m->order_lock);
 			handle_close(m, j->h);
 			if (failed == 2 && !m->stopping) {
 				/* JavaScript has seen the handle open: tell it the handle is gone */
@@ -2041,13 +2075,42 @@ static void answer(sf_job *j, int err)
 					if (enqueue(m, r) < 0) job_free(r);
 				}
 			}
-			pthread_mutex_unlock(&m->order_lock);
+			if (!order_locked) pthread_mutex_unlock(&m->order_lock);
 			if (j->reply_kind == R_CREATE) inode_unref(m, j->inode, 1, 0);
 		}
 		break;
 	}
 	}
+}
+
+/* JS thread (or unmount). Answers the kernel for a job JavaScript (or the teardown) settled. */
+static void answer(sf_job *j, int err)
+{
+	reply_kernel(j->m, j, err, 0);
 	j->replied = 1;
+}
+
+/* JavaScript's reply to a pending job; frees it once the kernel has its answer. A joined job (fsync) is
+ * answered by whichever of this reply and the local sync comes last, with the local error first. */
+static void js_settle(sf_job *j, int err)
+{
+	if (j->parts) {
+		j->js_err = err;
+		j->js_replied = 1;
+		if (__atomic_sub_fetch(&j->parts, 1, __ATOMIC_ACQ_REL) > 0) return;
+		err = j->local_err ? j->local_err : err;
+	}
+	answer(j, err);
+	job_free(j);
+}
+
+/* Worker thread: the local sync of a joined job ended. */
+static void local_settle(sf_job *j, int err)
+{
+	j->local_err = err;
+	if (__atomic_sub_fetch(&j->parts, 1, __ATOMIC_ACQ_REL) > 0) return;
+	answer(j, err ? err : j->js_err);
+	job_free(j);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2266,6 +2329,29 @@ static int set_read_only(sf_mount *m, int ro)
 	if (syscall(SYS_mount_setattr, AT_FDCWD, m->path, AT_SYMLINK_NOFOLLOW, &a, sizeof a) < 0) err = errno;
 	if (!ro) __atomic_store_n(&m->read_only, 0, __ATOMIC_RELEASE);
 	return err;
+}
+
+/* FUSE_NOTIFY_INC_EPOCH (Linux 6.16): every dentry the kernel holds for this connection is looked up again */
+#define SF_NOTIFY_INC_EPOCH 8
+
+/* The mount turned read-only: from now on its tree may change underneath (the secondary's stream), so
+ * what the kernel cached while it was writable must go. Names: the epoch notification (older kernels
+ * refuse it, EINVAL: names then expire within entry_timeout). Attributes: every inode we gave the kernel
+ * (attributes only: invalidating pages could wait on a write that waits for this very thread). */
+static void drop_kernel_cache(sf_mount *m)
+{
+	if (!m->se || (m->attr_timeout == 0 && m->entry_timeout == 0)) return;
+	struct {
+		uint32_t len;
+		int32_t error;
+		uint64_t unique;
+	} epoch = {sizeof epoch, SF_NOTIFY_INC_EPOCH, 0};
+	if (write(fuse_session_fd(m->se), &epoch, sizeof epoch) < 0) { /* an older kernel: see above */ }
+	pthread_mutex_lock(&m->itab_lock);
+	for (size_t i = 0; i < m->nbuckets; i++)
+		for (sf_inode *in = m->buckets[i]; in; in = in->hnext)
+			fuse_lowlevel_notify_inval_inode(m->se, in == &m->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)in, -1, 0);
+	pthread_mutex_unlock(&m->itab_lock);
 }
 
 static void mount_free(sf_mount *m)
@@ -2487,8 +2573,8 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data)
 	sf_job *j = data;
 	sf_mount *m = j->m;
 	if (env == NULL) { /* the queue is being dropped (environment teardown) */
-		if (!j->replied && j->reply_kind != R_NONE && m->se) answer(j, EIO);
-		job_free(j);
+		if (!j->replied && !j->js_replied && j->reply_kind != R_NONE && m->se) js_settle(j, EIO);
+		else job_free(j);
 		return;
 	}
 	if (j->kind == EV_EXIT) {
@@ -2621,10 +2707,8 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data)
 		napi_get_and_clear_last_exception(env, &exc);
 		/* by id: the handler may have replied, and the slot been reused, before it threw */
 		sf_job *still = no_reply ? NULL : job_find(id);
-		if (still && still->delivered && !still->replied && m->state == ST_OPEN) {
-			answer(still, EIO);
-			job_free(still);
-		}
+		if (still && still->delivered && !still->replied && !still->js_replied && m->state == ST_OPEN)
+			js_settle(still, EIO);
 		napi_fatal_exception(env, exc);
 	}
 }
@@ -2770,7 +2854,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
 	if (t != napi_function && t != napi_undefined && t != napi_null)
 		return throw_type(env, "mount: options.onExit must be a function");
 	int has_exit = t == napi_function;
-	bool ro = false, debug = false, xattrs = true;
+	bool ro = false, debug = false, xattrs = true, hold_metadata = true;
 	napi_value v = get_prop(env, o, "readOnly");
 	if (!is_nullish(env, v) && napi_get_value_bool(env, v, &ro) != napi_ok)
 		return throw_type(env, "mount: options.readOnly must be a boolean");
@@ -2781,6 +2865,10 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
 	v = get_prop(env, o, "xattrs");
 	if (!is_nullish(env, v) && napi_get_value_bool(env, v, &xattrs) != napi_ok)
 		return throw_type(env, "mount: options.xattrs must be a boolean");
+	/* holdMetadata false: mutations that change no file data are answered once applied (see enqueue) */
+	v = get_prop(env, o, "holdMetadata");
+	if (!is_nullish(env, v) && napi_get_value_bool(env, v, &hold_metadata) != napi_ok)
+		return throw_type(env, "mount: options.holdMetadata must be a boolean");
 	v = get_prop(env, o, "debug");
 	if (!is_nullish(env, v) && napi_get_value_bool(env, v, &debug) != napi_ok)
 		return throw_type(env, "mount: options.debug must be a boolean");
@@ -2811,6 +2899,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
 	m->env = env;
 	m->threads = (unsigned)threads;
 	m->no_xattrs = !xattrs;
+	m->hold_metadata = hold_metadata;
 	m->attr_timeout = attr_ms / 1000.0;
 	m->entry_timeout = entry_ms / 1000.0;
 	m->path = strdup(canon);
@@ -2967,11 +3056,9 @@ static napi_value js_reply(napi_env env, napi_callback_info info)
 	if (napi_get_value_int32(env, argv[2], &err) != napi_ok || err < 0 || err > 4095)
 		return throw_type(env, "reply: errno must be 0 or a positive errno number");
 	sf_job *j = job_find((uint64_t)jd);
-	int ok = j && j->m == m && j->delivered && !j->replied && j->reply_kind != R_NONE && m->state == ST_OPEN;
-	if (ok) {
-		answer(j, err);
-		job_free(j);
-	}
+	int ok = j && j->m == m && j->delivered && !j->replied && !j->js_replied && j->reply_kind != R_NONE &&
+		 m->state == ST_OPEN;
+	if (ok) js_settle(j, err);
 	napi_get_boolean(env, ok, &res);
 	return res;
 }
@@ -3000,7 +3087,9 @@ static napi_value js_setReadOnly(napi_env env, napi_callback_info info)
 	if (!m || napi_get_value_bool(env, argv[1], &ro) != napi_ok)
 		return throw_type(env, "setReadOnly(handle, readOnly: boolean)");
 	if (m->state != ST_OPEN) return throw_errno(env, EINVAL, "setReadOnly", m->path);
+	int was_ro = __atomic_load_n(&m->read_only, __ATOMIC_ACQUIRE);
 	napi_create_int32(env, set_read_only(m, ro), &r);
+	if (ro && !was_ro) drop_kernel_cache(m);
 	return r;
 }
 

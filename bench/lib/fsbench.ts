@@ -51,7 +51,8 @@ export interface FigureResult {
   runs: number[];
 }
 
-export type WorkloadResults = Record<Figure, FigureResult>;
+/** The figures of the workloads that ran (`--workloads` may leave some out). */
+export type WorkloadResults = Partial<Record<Figure, FigureResult>>;
 
 /** Compiles the small-file helper into dir (once per bench run); returns the binary's path. */
 export function buildHelper(dir: string): string {
@@ -97,12 +98,12 @@ function result(runs: number[], digits: 0 | 1): FigureResult {
 }
 
 /**
- * Runs the four workloads `sizes.reps` times each in `dir` (created; must be on the target) and returns
- * median/min/max per figure. Order: small files first (ext4 is slow to create files for a few seconds after
+ * Runs the workloads of `figures` (default all four) `sizes.reps` times each in `dir` (created; must be on
+ * the target) and returns median/min/max per figure. Order: small files first (ext4 is slow to create files for a few seconds after
  * fsync storms and large deletions, fuse-perf.md caveat 3), then write latency, fsync IOPS, sequential.
  * A `sync` between workloads so one workload's dirty pages are not written back during the next.
  */
-export async function runWorkloads(exec: Exec, helper: string, dir: string, sizes: WorkloadSizes, log: Log, label: string): Promise<WorkloadResults> {
+export async function runWorkloads(exec: Exec, helper: string, dir: string, sizes: WorkloadSizes, log: Log, label: string, figures: ReadonlySet<Figure> = new Set(FIGURES)): Promise<WorkloadResults> {
   const must = async (argv: string[], timeoutMs = 120_000): Promise<string> => {
     const r = await exec(argv, timeoutMs);
     if (r.code !== 0) throw new Error(`${argv.join(' ')} exited ${r.code}${r.timedOut ? ' (timed out)' : ''}: ${(r.stderr || r.stdout).trim().slice(-600)}`);
@@ -116,7 +117,7 @@ export async function runWorkloads(exec: Exec, helper: string, dir: string, size
   };
 
   // files_per_s: a fresh directory per run.
-  for (let i = 0; i < sizes.reps; i++) {
+  for (let i = 0; figures.has('files_per_s') && i < sizes.reps; i++) {
     const out = await must([helper, 'smallfiles', join(dir, `small-${i}`), String(sizes.files), '4096'], 600_000);
     const j = JSON.parse(out) as { files: number; seconds: number };
     note('files_per_s', j.files / j.seconds, ` (${j.files} files in ${j.seconds.toFixed(3)} s)`);
@@ -125,7 +126,7 @@ export async function runWorkloads(exec: Exec, helper: string, dir: string, size
 
   // write_p50_us and fsync_iops: 4 KiB random writes at QD1 into a laid-out file (psync = plain pwrite()).
   const rand = ['--name=rand', `--filename=${join(dir, 'rand.dat')}`, '--rw=randwrite', '--bs=4k', `--size=${sizes.randFileMib}M`, '--overwrite=1', '--ioengine=psync', '--iodepth=1', '--time_based'];
-  for (let i = 0; i < sizes.reps; i++) {
+  for (let i = 0; figures.has('write_p50_us') && i < sizes.reps; i++) {
     const w = await fio(exec, [...rand, `--runtime=${sizes.writeRuntimeS}`], (sizes.writeRuntimeS + 120) * 1000);
     const p50 = w.clat_ns.percentile?.['50.000000'];
     if (p50 === undefined) throw new Error('fio reported no clat p50');
@@ -133,7 +134,7 @@ export async function runWorkloads(exec: Exec, helper: string, dir: string, size
     note('write_p50_us', p50 / 1000, ` (p99 ${p99 === undefined ? '-' : round1(p99 / 1000)} us, ${Math.round(w.iops)} IOPS)`);
   }
   await must(['sync']);
-  for (let i = 0; i < sizes.reps; i++) {
+  for (let i = 0; figures.has('fsync_iops') && i < sizes.reps; i++) {
     const w = await fio(exec, [...rand, '--fsync=1', `--runtime=${sizes.fsyncRuntimeS}`], (sizes.fsyncRuntimeS + 120) * 1000);
     note('fsync_iops', w.iops, ` (${Math.round(1e6 / w.iops)} us per write+fsync)`);
   }
@@ -144,8 +145,8 @@ export async function runWorkloads(exec: Exec, helper: string, dir: string, size
   // fio's runtime includes the end_fsync, so bytes / runtime is the rate to stable storage.
   const seqFile = join(dir, 'seq.dat');
   const seqTimeoutMs = 600_000;
-  await fio(exec, ['--name=layout', `--filename=${seqFile}`, '--rw=write', '--bs=1M', `--size=${sizes.seqFileMib}M`, '--ioengine=psync', '--end_fsync=1'], seqTimeoutMs);
-  for (let i = 0; i < sizes.reps; i++) {
+  if (figures.has('seq_mib_s')) await fio(exec, ['--name=layout', `--filename=${seqFile}`, '--rw=write', '--bs=1M', `--size=${sizes.seqFileMib}M`, '--ioengine=psync', '--end_fsync=1'], seqTimeoutMs);
+  for (let i = 0; figures.has('seq_mib_s') && i < sizes.reps; i++) {
     const w = await fio(exec, ['--name=seq', `--filename=${seqFile}`, '--rw=write', '--bs=1M', `--size=${sizes.seqFileMib}M`, '--overwrite=1', '--ioengine=psync', '--iodepth=1', '--end_fsync=1'], seqTimeoutMs);
     if (!(w.runtime > 0)) throw new Error(`fio reported a runtime of ${w.runtime} ms for the sequential run`);
     note('seq_mib_s', w.io_bytes / (1024 * 1024) / (w.runtime / 1000), ` (${w.io_bytes / (1024 * 1024)} MiB in ${w.runtime} ms)`);
@@ -153,12 +154,9 @@ export async function runWorkloads(exec: Exec, helper: string, dir: string, size
   await must(['rm', '-rf', dir], 600_000);
   await must(['sync']);
 
-  return {
-    write_p50_us: result(runs.write_p50_us, 1),
-    fsync_iops: result(runs.fsync_iops, 0),
-    seq_mib_s: result(runs.seq_mib_s, 0),
-    files_per_s: result(runs.files_per_s, 0),
-  };
+  const out: WorkloadResults = {};
+  for (const f of FIGURES) if (runs[f].length) out[f] = result(runs[f], f === 'write_p50_us' ? 1 : 0);
+  return out;
 }
 
 /** "median (min-max)" for the readable table. */
@@ -167,7 +165,7 @@ export function fmtFigure(r: FigureResult | undefined): string {
   return r.runs.length > 1 ? `${r.median} (${r.min}-${r.max})` : `${r.median}`;
 }
 
-/** The four medians, as the JSON line carries them. */
-export function medians(r: WorkloadResults): Record<Figure, number> {
-  return { write_p50_us: r.write_p50_us.median, fsync_iops: r.fsync_iops.median, seq_mib_s: r.seq_mib_s.median, files_per_s: r.files_per_s.median };
+/** The medians, as the JSON line carries them (null: the workload did not run). */
+export function medians(r: WorkloadResults): Record<Figure, number | null> {
+  return Object.fromEntries(FIGURES.map((f) => [f, r[f]?.median ?? null])) as Record<Figure, number | null>;
 }

@@ -11,11 +11,11 @@ import type { RfsMount, RfsNative } from './rfs-runtime.ts';
 import { mount as fuseMount, peer, type PeerHelpers } from './fuse/native.ts';
 
 /**
- * The kernel's attribute and name cache on the mount. The secondary's tree changes underneath (the stream
- * writes there), and the same mount serves both roles, so nothing is cached: a takeover sees at once
- * what the stream wrote.
+ * The kernel's attribute and name cache on the mount, while it is writable (the primary: only the mount
+ * changes the tree). A read-only mount (the secondary, whose tree the stream changes underneath) caches
+ * nothing, and turning read-only drops what was cached (native/stayup_fuse.c).
  */
-const CACHE_TIMEOUT_MS = 0;
+const CACHE_TIMEOUT_MS = 1000;
 
 let cached: PeerHelpers | null = null;
 
@@ -68,6 +68,9 @@ export function loadRfsNative(): RfsNative {
         readOnly: true,
         attrTimeoutMs: CACHE_TIMEOUT_MS,
         entryTimeoutMs: CACHE_TIMEOUT_MS,
+        // Name and attribute changes return once applied and queued, in order; data changes and fsync
+        // wait for the peer (src/replication/README.md, "When the application's call returns").
+        holdMetadata: false,
         onOp: (ev) => o.onOp(ev as unknown as LiveOp),
         onExit: (reason) => o.onExit(reason),
       });

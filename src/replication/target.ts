@@ -8,7 +8,7 @@
 // answers `fail`, forgets its sync point and reports "not up to date" (the next reintegration repairs it).
 
 import { createHash } from 'node:crypto';
-import { closeSync, constants as C, readSync, ftruncateSync, fdatasyncSync } from 'node:fs';
+import { closeSync, constants as C, readSync, fstatSync, ftruncateSync, fdatasyncSync } from 'node:fs';
 import type { FrameLink } from './link.ts';
 import { errCode, type PeerFs, type StatNs } from './peer-fs.ts';
 import { packEntries, PROTOCOL_VERSION, type EntryType, type Frame } from './protocol.ts';
@@ -176,8 +176,13 @@ export class ReplicationTarget {
         this.forget(f.path);
         const fd = fs.openAt(root, rel, C.O_WRONLY | C.O_CREAT | C.O_NOFOLLOW | (f.flags & C.O_TRUNC), f.mode & 0o7777);
         this.remember(f.path, fd);
-        fs.fchown(fd, f.uid, f.gid);
-        fs.fchmod(fd, f.mode & 0o7777);
+        // Each attribute change is a journal transaction of its own, and this runs between the primary's
+        // fsyncs on a busy disk: only what differs is changed (a new file already has the mode asked for).
+        const st = fstatSync(fd);
+        const chown = st.uid !== f.uid || st.gid !== f.gid;
+        if (chown) fs.fchown(fd, f.uid, f.gid);
+        // chown clears set-ID bits
+        if (chown || (st.mode & 0o7777) !== (f.mode & 0o7777)) fs.fchmod(fd, f.mode & 0o7777);
         fs.futimens(fd, null, f.mtimeNs);
         return;
       }

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, constants as C, existsSync, ftruncateSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, closeSync, constants as C, existsSync, ftruncateSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -298,6 +298,80 @@ os.close(fd)
     m.reply(held[1]!.job, 28);
     await app.exited;
     assert.match(app.out(), /second write failed 28/);
+  });
+
+  it('holdMetadata false: name and attribute changes return at once, in order; data changes and fsync still wait', async () => {
+    const held: FuseOp[] = [];
+    const { dir, m, events } = fresh({ holdMetadata: false, answer: (op) => op.job && held.push(op) });
+    const app = pyChild(
+      dir,
+      `
+os.mkdir('d', 0o755)
+fd = os.open('d/f', os.O_CREAT | os.O_WRONLY, 0o644)
+os.chmod('d/f', 0o600)
+os.rename('d/f', 'd/g')
+os.symlink('g', 'd/s')
+print('metadata done')
+os.write(fd, b'abc'); print('written')
+os.ftruncate(fd, 1); print('truncated')
+os.fsync(fd); print('synced')
+os.close(fd)
+`,
+    );
+    await app.waitFor(/^metadata done$/);
+    assert.deepEqual(
+      events.slice(0, 5).map((e) => [e.op, e.job]),
+      [['mkdir', 0], ['create', 0], ['setattr', 0], ['rename', 0], ['symlink', 0]],
+      'answered by C: nothing for JavaScript to reply to',
+    );
+    for (const [op, line] of [['write', 'written'], ['setattr', 'truncated'], ['fsync', 'synced']] as const) {
+      await until(() => held.length === 1);
+      assert.equal(held[0]!.op, op);
+      await sleep(100);
+      assert.ok(!app.out().includes(line), `${op} returned before reply()`);
+      m.reply(held.shift()!.job, 0);
+      await app.waitFor(new RegExp(`^${line}$`));
+    }
+    assert.equal(await app.exited, 0);
+  });
+
+  it('fsync: the event comes while the local sync runs, and the call returns once both are done', async () => {
+    const held: FuseOp[] = [];
+    const { dir, m } = fresh({ answer: (op, mm) => (op.op === 'fsync' ? held.push(op) : op.job && mm.reply(op.job, 0)) });
+    const app = pyChild(
+      dir,
+      `fd = os.open('f', os.O_CREAT | os.O_WRONLY, 0o644); os.write(fd, b'x' * 8192)
+os.fsync(fd); print('synced')
+try:
+    os.fsync(fd)
+except OSError as e:
+    print('second fsync failed', e.errno)`,
+    );
+    await until(() => held.length === 1);
+    await sleep(200);
+    assert.ok(!app.out().includes('synced'), 'fsync returned before reply()');
+    assert.equal(m.stats().pendingJobs, 1);
+    m.reply(held[0]!.job, 0);
+    await app.waitFor(/^synced$/);
+    // an errno from JavaScript reaches the application though the local sync succeeded
+    await until(() => held.length === 2);
+    m.reply(held[1]!.job, 5);
+    await app.exited;
+    assert.match(app.out(), /second fsync failed 5/);
+  });
+
+  it('while writable the kernel caches names and attributes; turning read-only drops what it cached', async () => {
+    const { dir, m } = fresh({ attrTimeoutMs: 60_000, entryTimeoutMs: 60_000 });
+    await py(dir, `open('f', 'w').write('1')`);
+    // stat(1), not python: its imports list the working directory, and readdirplus refreshes what it lists
+    const look = async (): Promise<string> => (await run('sh', ['-c', 'for n in f x; do stat -c "%n %s" $n 2>/dev/null || echo "$n none"; done'], { cwd: dir })).stdout;
+    assert.equal(await look(), 'f 1\nx none\n');
+    // changed underneath, as the secondary's stream does
+    appendFileSync(join(m.underPath, 'f'), '12345\n');
+    writeFileSync(join(m.underPath, 'x'), 'new\n');
+    assert.equal(await look(), 'f 1\nx none\n', 'writable: the cached name and size stand');
+    assert.equal(m.setReadOnly(true), 0);
+    assert.equal(await look(), 'f 7\nx 4\n', 'read-only: nothing cached');
   });
 
   it('a read-only mount answers EROFS; the switch works both ways', async () => {

@@ -133,7 +133,10 @@ export interface RemovexattrOp extends Pending {
   path: string | null;
   name: string;
 }
-/** The local fsync is done. `handle` null: fsync on a read-only handle, the file is named by `path`. */
+/**
+ * The local fsync runs at the same time (the call returns when it and reply() are both done). `handle`
+ * null: fsync on a read-only handle, the file is named by `path`.
+ */
 export type FsyncOp = Pending & { op: 'fsync'; datasync: boolean } & (
     | { handle: number; path?: never }
     | { handle: null; path: string | null }
@@ -172,9 +175,12 @@ export interface FuseMountOptions {
   name: string;
   /** Start read-only (the secondary): every mutation gets EROFS. See FuseMount.setReadOnly. */
   readOnly?: boolean;
-  /** How long the kernel caches attributes (default 1000). Use 0 where the tree changes underneath. */
+  /**
+   * How long the kernel caches attributes while the mount is writable (default 1000). A read-only mount
+   * caches nothing (its tree may change underneath), and turning read-only drops what was cached.
+   */
   attrTimeoutMs?: number;
-  /** How long the kernel caches names, negative ones included (default 1000). */
+  /** How long the kernel caches names while writable, negative ones included (default 1000). */
   entryTimeoutMs?: number;
   /**
    * Extended attributes through the mount (default true). With them the kernel asks for
@@ -183,6 +189,13 @@ export interface FuseMountOptions {
    * EOPNOTSUPP and writes are that round trip faster.
    */
   xattrs?: boolean;
+  /**
+   * Whether every mutation waits for `reply()` (default true). false: mutations that change no file data
+   * (create, mknod, mkdir, symlink, link, unlink, rmdir, rename, chmod/chown/utimens, xattr changes, an
+   * open without O_TRUNC) are answered by C once applied and queued; their events carry `job: 0`. Writes,
+   * truncations, fallocate and fsync still wait.
+   */
+  holdMetadata?: boolean;
   /** libfuse worker threads (default 4). */
   threads?: number;
   /** libfuse's request trace on stderr. */
