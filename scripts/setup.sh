@@ -5,7 +5,11 @@
 #             out of the default list so CI does not pay for them (bench/replication.ts runs this itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(nftables iproute2 iputils-arping iputils-ping fuse3 libfuse3-dev pkg-config procps python3 util-linux openssl keepalived stress-ng)
+# postgresql: test/lab/postgres.test.ts runs the package's binaries (/usr/lib/postgresql/<ver>/bin) inside the lab
+# servers on a replicated data directory of its own. The package's `main` cluster (port 5432 on the host, started
+# by the install where services may start) is left alone: it does not get in the way, since each lab server has
+# its own network namespace, /run (socket directory) and data directory.
+PKGS=(nftables iproute2 iputils-arping iputils-ping fuse3 libfuse3-dev pkg-config procps python3 util-linux openssl keepalived stress-ng postgresql)
 BENCH_PKGS=(glusterfs-server glusterfs-client fio)
 for arg in "$@"; do
   case "$arg" in
