@@ -60,12 +60,18 @@ const SCHEMAS = {
   syncMark: [37, { lastSyncMs: 'i64' }],
   /** rfsverify/rfsdiff only, on the verify link (never the replication stream): an object's attributes. */
   statReq: [38, { id: 'u32', path: 'str' }],
+  /**
+   * Checksums of the blocks of [offset, offset+length) (offset a multiple of blockSize), answered by `sum`
+   * with one checksum per block that starts before the end of the file: a reintegration compares a file
+   * window by window, or only the zones its journal marked.
+   */
+  rangeSumReq: [39, { id: 'u32', path: 'str', blockSize: 'u32', offset: 'i64', length: 'i64' }],
   // target -> source
   welcome: [50, { version: 'u32', node: 'str', state: 'str' }],
   ack: [51, { count: 'i64' }],
   /** The entries of a directory: names and types packed (see packEntries). */
   list: [52, { id: 'u32', exists: 'u8', entries: 'bytes' }],
-  /** A file's size and block checksums (16 bytes per block), or exists 0. */
+  /** A file's size and block checksums (16 bytes per block; for a rangeSumReq, those of its range), or exists 0. */
   sum: [53, { id: 'u32', exists: 'u8', kind: 'u8', size: 'i64', sums: 'bytes' }],
   /** The target failed to apply frame number `count`: it is no longer a faithful copy. */
   fail: [54, { count: 'i64', error: 'str' }],

@@ -15,7 +15,7 @@
 // the paths of unacknowledged frames go into the journal before their calls are released.
 
 import { randomUUID } from 'node:crypto';
-import { closeSync, constants as C, lstatSync, openSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants as C, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import type { FrameLink } from './link.ts';
 import type { Journal } from './journal.ts';
 import { unpackEntries, type Frame, type FrameOf } from './protocol.ts';
@@ -78,9 +78,23 @@ export interface SourceOptions {
 
 type Pending = { count: bigint; dir: number; job: number };
 type Sent = { count: bigint; paths: string[] };
-type InProgress = { kind: 'list' | 'sum'; deep: boolean };
+/**
+ * What the reintegration is bringing over right now: a directory whose listing is awaited, or a file being
+ * compared. A file comparison covers `ranges` (byte ranges, end exclusive, Infinity for "to the end") in
+ * increasing order, and everything below `cursor` has been read: a data change inside what is still to be
+ * read needs no frame (the comparison will read it), one elsewhere is journaled again.
+ */
+type InProgress = { kind: 'list'; deep: boolean } | { kind: 'sum'; ranges: Array<[number, number]>; cursor: number };
 
+/** Resync writes: up to this many consecutive differing bytes in one frame. */
 const WRITE_CHUNK_BYTES = 1024 * 1024;
+/**
+ * Journaled zones (ruzone_blocksize, 8 MiB by default) are compared in blocks of this size: the journal
+ * stays one mark per zone, and what crosses the network is the changed blocks, not the zones.
+ */
+export const ZONE_SUM_BLOCK_BYTES = 64 * 1024;
+/** One checksum request covers at most this much of a file (its answer is 4 KiB per 256 MiB at 1 MiB blocks). */
+const SUM_WINDOW_BYTES = 64 * 1024 * 1024;
 
 export class ReplicationSource {
   private link: FrameLink | null = null;
@@ -272,8 +286,9 @@ export class ReplicationSource {
 
   /** A data change to a path the peer does not have in its current form. */
   private markData(p: string, offset: number, length: number): void {
-    // The file's checksums are awaited: the comparison will read it after this change.
-    if (this.inProgress.get(p)?.kind === 'sum') return;
+    // The file is being compared and this change lies in what the comparison has still to read.
+    const ip = this.inProgress.get(p);
+    if (ip?.kind === 'sum' && stillToRead(ip, offset, Math.max(length, 1))) return;
     this.o.journal.markZones(p, offset, length);
   }
 
@@ -442,6 +457,12 @@ export class ReplicationSource {
       // Let the mount's events in now and then: a big reintegration must not stall the application.
       if (++turns % 256 === 0) await new Promise((r) => setImmediate(r));
       const next = outstanding.size < this.o.nbrei ? j.dirty.takeNext() : undefined;
+      if (next && this.inProgress.has(next[0]) && outstanding.size > 0) {
+        // Marked again while it is being brought over: once that ends (two at once would race).
+        j.dirty.set(next[0], next[1]);
+        await Promise.race(outstanding);
+        continue;
+      }
       if (next) {
         const task = this.syncOne(link, next[0], next[1].zones, next[1].deep || next[1].list, next[1].deep);
         if (task) {
@@ -495,22 +516,13 @@ export class ReplicationSource {
       else this.send({ type: 'mknod', path: p, mode: Number(st.mode), rdev: Number(st.rdev), ...meta });
       return null;
     }
-    if (zones !== null) {
-      // The journal knows which zones changed; the peer has the rest.
-      return this.sendFile(link, p, (b) => zones.has(Math.floor((b * this.o.blockBytes) / this.o.journal.dirty.zoneBytes)));
-    }
-    return this.request(link, p, 'sum', false, (id) => ({ type: 'sumReq', id, path: p, blockSize: this.o.blockBytes }), (f) => {
-      const s = f as FrameOf<'sum'>;
-      if (!s.exists || s.kind !== 0) {
-        if (s.exists) this.send({ type: 'rmtree', path: p });
-        return this.sendFile(link, p, () => true);
-      }
-      const blocks = s.sums.length / SUM_BYTES;
-      return this.sendFile(link, p, (b, data) => b >= blocks || !blockSum(data).equals(s.sums.subarray(b * SUM_BYTES, (b + 1) * SUM_BYTES)));
-    });
+    // The journal knows which zones changed (the peer has the rest): their blocks are compared. Otherwise
+    // the whole file is.
+    if (zones !== null) return this.compareFile(link, p, zoneRanges(zones, this.o.journal.dirty.zoneBytes), ZONE_SUM_BLOCK_BYTES);
+    return this.compareFile(link, p, null, this.o.blockBytes);
   }
 
-  private request(link: FrameLink, p: string, kind: 'list' | 'sum', deep: boolean, make: (id: number) => Frame, then: (f: Frame) => Promise<void> | void): Promise<void> {
+  private request(link: FrameLink, p: string, kind: 'list', deep: boolean, make: (id: number) => Frame, then: (f: Frame) => Promise<void> | void): Promise<void> {
     const id = this.nextId++;
     this.inProgress.set(p, { kind, deep });
     this.send(make(id));
@@ -569,8 +581,19 @@ export class ReplicationSource {
     if (f.exists) this.send({ type: 'dirMeta', path: p, ...meta, mtimeNs: st.mtimeNs });
   }
 
-  /** Sends a file's attributes, then the blocks `wanted` says the peer lacks, read now. */
-  private async sendFile(link: FrameLink, p: string, wanted: (block: number, data: Buffer) => boolean): Promise<void> {
+  /** Sends a request and resolves with its answer (a `fail` frame when the link went away meanwhile). */
+  private ask(link: FrameLink, make: (id: number) => Frame): Promise<Frame> {
+    const id = this.nextId++;
+    this.send(make(id));
+    return new Promise<Frame>((resolve) => this.waiting.set(id, (f) => resolve(this.link === link ? f : { type: 'fail', count: 0n, error: 'link closed' })));
+  }
+
+  /**
+   * Brings a file over by comparison: block checksums of `ranges` (null: the whole file), window by window,
+   * then the blocks that differ, read now (see the header), then its attributes. A peer without the file
+   * (or with something else under its name) gets all of it, with no checksums asked.
+   */
+  private async compareFile(link: FrameLink, p: string, ranges: Array<[number, number]> | null, blockBytes: number): Promise<void> {
     const under = this.under(p);
     let fd: number;
     try {
@@ -579,36 +602,96 @@ export class ReplicationSource {
       this.o.journal.markAll(p);
       return;
     }
+    const job: InProgress & { kind: 'sum' } = { kind: 'sum', ranges: ranges ?? [[0, Infinity]], cursor: 0 };
+    this.inProgress.set(p, job);
+    const buf = Buffer.allocUnsafe(WRITE_CHUNK_BYTES);
     try {
-      const st = lstatSync(under, { bigint: true });
-      const size = Number(st.size);
-      this.send({ type: 'fileMeta', path: p, mode: Number(st.mode) & 0o7777, uid: Number(st.uid), gid: Number(st.gid), size: BigInt(size), mtimeNs: st.mtimeNs });
-      const bs = this.o.blockBytes;
-      const buf = Buffer.allocUnsafe(bs);
-      if (this.resyncing) this.resyncing.files++;
-      for (let b = 0; b * bs < size; b++) {
-        if (this.link !== link) return;
-        const n = readFully(fd, buf, bs, b * bs);
-        if (n === 0) break;
-        const data = buf.subarray(0, n);
-        if (!wanted(b, data)) continue;
-        await this.throttle(n);
-        if (this.link !== link) return;
-        // Read again right before queueing: what is sent is the file as it is now (see the header).
-        const now = readFully(fd, buf, bs, b * bs);
-        if (now === 0) break;
-        const mtimeNs = lstatSync(under, { bigint: true }).mtimeNs;
-        for (let o = 0; o < now; o += WRITE_CHUNK_BYTES) {
-          const part = Buffer.from(buf.subarray(o, Math.min(now, o + WRITE_CHUNK_BYTES)));
-          this.send({ type: 'write', path: p, offset: BigInt(b * bs + o), mtimeNs, sync: 0, data: part });
+      let peerHas = true;
+      let first = true;
+      for (;;) {
+        const size = fstatSync(fd).size;
+        const win = nextWindow(job, size, blockBytes);
+        let peer: { size: number; sums: Buffer } | null = null;
+        if (peerHas) {
+          // The first request also says whether the peer has a regular file there at all.
+          const at = win ?? { start: 0, end: 0 };
+          const f = await this.ask(link, (id) => ({ type: 'rangeSumReq', id, path: p, blockSize: blockBytes, offset: BigInt(at.start), length: BigInt(at.end - at.start) }));
+          if (this.link !== link || f.type !== 'sum') return;
+          if (first && (!f.exists || f.kind !== 0)) {
+            if (f.exists) this.send({ type: 'rmtree', path: p });
+            peerHas = false;
+            job.ranges = [[0, Infinity]];
+            job.cursor = 0;
+          } else peer = { size: Number(f.size), sums: f.sums };
         }
-        this.sentPaths.push({ count: this.sentCount, paths: [p] });
-        if (this.resyncing) this.resyncing.bytes += now;
-        if (this.congested) await this.drain(link);
+        if (first) {
+          first = false;
+          if (this.resyncing) this.resyncing.files++;
+          // Creates the file (or gives it its size) before any block is written to it.
+          this.sendFileMeta(p, fd);
+          if (!peerHas) continue;
+        }
+        if (!win) break;
+        await this.sendDiffering(link, p, fd, buf, win, blockBytes, peer, job);
+        if (this.link !== link) return;
       }
+      // Size, owner, mode and modification time as the comparison leaves the file.
+      this.sendFileMeta(p, fd);
     } finally {
       closeSync(fd);
+      if (this.inProgress.get(p) === job) this.inProgress.delete(p);
     }
+  }
+
+  private sendFileMeta(p: string, fd: number): void {
+    const st = fstatSync(fd, { bigint: true });
+    this.send({ type: 'fileMeta', path: p, mode: Number(st.mode) & 0o7777, uid: Number(st.uid), gid: Number(st.gid), size: st.size, mtimeNs: st.mtimeNs });
+  }
+
+  /**
+   * Reads the blocks of one window and sends those the peer lacks (`peer` null: all of them) in runs of up
+   * to WRITE_CHUNK_BYTES; `job.cursor` follows what has been read.
+   */
+  private async sendDiffering(link: FrameLink, p: string, fd: number, buf: Buffer, win: { start: number; end: number }, blockBytes: number, peer: { size: number; sums: Buffer } | null, job: { cursor: number }): Promise<void> {
+    let runStart = -1;
+    let runLen = 0;
+    const flush = async (): Promise<void> => {
+      if (runLen === 0) return;
+      const at = runStart;
+      let len = runLen;
+      runStart = -1;
+      runLen = 0;
+      if (this.o.reiBytesPerS) {
+        await this.throttle(len);
+        if (this.link !== link) return;
+        // Read again after waiting: what is sent is the file as it is now (see the header).
+        len = readFully(fd, buf, len, at);
+        if (len === 0) return;
+      }
+      const mtimeNs = fstatSync(fd, { bigint: true }).mtimeNs;
+      this.send({ type: 'write', path: p, offset: BigInt(at), mtimeNs, sync: 0, data: Buffer.from(buf.subarray(0, len)) });
+      this.sentPaths.push({ count: this.sentCount, paths: [p] });
+      if (this.resyncing) this.resyncing.bytes += len;
+      if (this.congested) await this.drain(link);
+    };
+    for (let at = win.start; at < win.end; at += blockBytes) {
+      if (this.link !== link) return;
+      if (runLen + blockBytes > buf.length) await flush();
+      const n = readFully(fd, buf.subarray(runLen), Math.min(blockBytes, win.end - at), at);
+      job.cursor = at + blockBytes;
+      if (n === 0) break;
+      const b = (at - win.start) / blockBytes;
+      const same = peer !== null && at < peer.size && (b + 1) * SUM_BYTES <= peer.sums.length && blockSum(buf.subarray(runLen, runLen + n)).equals(peer.sums.subarray(b * SUM_BYTES, (b + 1) * SUM_BYTES));
+      if (same) {
+        await flush();
+        continue;
+      }
+      if (runLen === 0) runStart = at;
+      runLen += n;
+      if (n < blockBytes) break;
+    }
+    await flush();
+    job.cursor = Math.max(job.cursor, win.end);
   }
 
   private async throttle(bytes: number): Promise<void> {
@@ -676,4 +759,44 @@ export class ReplicationSource {
 
 function setattr(path: string, a: Partial<Omit<FrameOf<'setattr'>, 'type' | 'path'>>): Frame {
   return { type: 'setattr', path, mode: a.mode ?? null, uid: a.uid ?? null, gid: a.gid ?? null, size: a.size ?? null, atimeNs: a.atimeNs ?? null, mtimeNs: a.mtimeNs ?? null };
+}
+
+/** Byte ranges of a file's journaled zones, merged, in increasing order. */
+export function zoneRanges(zones: ReadonlySet<number>, zoneBytes: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const z of [...zones].sort((a, b) => a - b)) {
+    const last = out[out.length - 1];
+    if (last && last[1] === z * zoneBytes) last[1] = (z + 1) * zoneBytes;
+    else out.push([z * zoneBytes, (z + 1) * zoneBytes]);
+  }
+  return out;
+}
+
+/** Is [offset, offset+length) inside what a file comparison has still to read? */
+export function stillToRead(job: { ranges: ReadonlyArray<readonly [number, number]>; cursor: number }, offset: number, length: number): boolean {
+  if (offset < job.cursor) return false;
+  let from = offset;
+  const end = offset + length;
+  for (const [a, b] of job.ranges) {
+    if (b <= from) continue;
+    if (a > from) return false;
+    from = b;
+    if (from >= end) return true;
+  }
+  return false;
+}
+
+/**
+ * The next window of a file comparison from `job.cursor`: block-aligned, at most SUM_WINDOW_BYTES, inside one
+ * of `job.ranges`, and starting before the end of the file (`size`); null when nothing is left to read.
+ */
+export function nextWindow(job: { ranges: ReadonlyArray<readonly [number, number]>; cursor: number }, size: number, blockBytes: number): { start: number; end: number } | null {
+  for (const [a, b] of job.ranges) {
+    if (b <= job.cursor) continue;
+    const start = Math.floor(Math.max(a, job.cursor) / blockBytes) * blockBytes;
+    if (start >= size) return null;
+    const end = Math.min(b, start + SUM_WINDOW_BYTES, Math.ceil(size / blockBytes) * blockBytes);
+    return { start, end: Math.max(end, start + blockBytes) };
+  }
+  return null;
 }

@@ -303,7 +303,14 @@ export class ReplicationTarget {
         return;
       }
       case 'sumReq': {
-        link.send(this.sums(f.id, f.path, f.blockSize));
+        link.send(this.sums(f.id, f.path, f.blockSize, 0, Infinity));
+        return;
+      }
+      case 'rangeSumReq': {
+        if (f.offset < 0n || f.length < 0n || (f.blockSize > 0 && f.offset % BigInt(f.blockSize) !== 0n)) {
+          throw Object.assign(new Error(`rangeSumReq ${f.path}: range ${f.offset}+${f.length} is not block-aligned (${f.blockSize})`), { code: 'EINVAL' });
+        }
+        link.send(this.sums(f.id, f.path, f.blockSize, Number(f.offset), Number(f.length)));
         return;
       }
       case 'rmtree': {
@@ -356,7 +363,8 @@ export class ReplicationTarget {
     }
   }
 
-  private sums(id: number, p: string, blockSize: number): Frame {
+  /** Checksums of the blocks of [offset, offset+length) that start before the end of the file. */
+  private sums(id: number, p: string, blockSize: number, offset: number, length: number): Frame {
     const fs = this.o.fs;
     const { root, rel } = this.where(p);
     let st;
@@ -368,14 +376,16 @@ export class ReplicationTarget {
     }
     const typeCode = ['file', 'dir', 'symlink', 'other'].indexOf(st.type);
     if (st.type !== 'file' || blockSize <= 0) return sumFrame(id, 1, typeCode, st.size, Buffer.alloc(0));
+    const end = Math.min(st.size, offset + length);
+    const blocks = end > offset ? Math.ceil((end - offset) / blockSize) : 0;
+    const out = Buffer.allocUnsafe(blocks * SUM_BYTES);
+    if (blocks === 0) return sumFrame(id, 1, typeCode, st.size, out);
     const fd = fs.openAt(root, rel, C.O_RDONLY | C.O_NOFOLLOW, 0);
     try {
-      const blocks = Math.ceil(st.size / blockSize);
-      const out = Buffer.allocUnsafe(blocks * SUM_BYTES);
-      const buf = Buffer.allocUnsafe(Math.min(blockSize, Math.max(st.size, 1)));
+      const buf = Buffer.allocUnsafe(Math.min(blockSize, end - offset));
       for (let b = 0; b < blocks; b++) {
-        const want = Math.min(blockSize, st.size - b * blockSize);
-        const n = readFully(fd, buf, want, b * blockSize);
+        const at = offset + b * blockSize;
+        const n = readFully(fd, buf, Math.min(blockSize, end - at), at);
         blockSum(buf.subarray(0, n)).copy(out, b * SUM_BYTES);
       }
       return sumFrame(id, 1, typeCode, st.size, out);

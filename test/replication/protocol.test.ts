@@ -9,6 +9,7 @@ const samples: Frame[] = [
   { type: 'write', path: '0/a/b', offset: 12345678901n, mtimeNs: 1700000000123456789n, sync: 1, data: randomBytes(5000) },
   { type: 'setattr', path: '1', mode: 0o640, uid: null, gid: 7, size: null, atimeNs: -5n, mtimeNs: 3n },
   { type: 'rename', path: '0/é', newPath: '0/x y', flags: 2 },
+  { type: 'rangeSumReq', id: 8, path: '0/big', blockSize: 65536, offset: 8n * 1048576n, length: 16n * 1048576n },
   { type: 'sum', id: 9, exists: 1, kind: 0, size: 4096n, sums: randomBytes(32) },
   { type: 'ack', count: 99n },
 ];

@@ -9,7 +9,7 @@ import { memoryLinkPair } from '../../src/replication/link.ts';
 import { ReplicationFilter } from '../../src/replication/paths.ts';
 import { loadRfsNative, nativeAvailable } from '../../src/replication/native-binding.ts';
 import type { RfsMount, RfsNative } from '../../src/replication/rfs-runtime.ts';
-import { ReplicationSource, type TargetState } from '../../src/replication/source.ts';
+import { ReplicationSource, ZONE_SUM_BLOCK_BYTES, type TargetState } from '../../src/replication/source.ts';
 import { ReplicationTarget } from '../../src/replication/target.ts';
 
 // Two replicas in one process: a real FUSE mount over directory A (the primary's data), the source
@@ -234,5 +234,26 @@ describe('two replicas over a real mount: random operation sequences leave ident
     assertSame(mount.underPath, B, 'after the second full reintegration');
     assert.ok(firstBytes >= big, `first full copy sent ${firstBytes} bytes`);
     assert.equal(stats.bytesSent, 0, 'nothing differs: a full reintegration sends no data');
+  });
+
+  it('a journaled reintegration compares the marked zones block by block and sends only the changed blocks', async () => {
+    source.detach('test cut');
+    lost.length = 0;
+    // Three 4 KiB writes, each inside one 64 KiB comparison block and in its own 1 MiB zone of big.bin
+    // (written by the test above), made while the peer is away.
+    const offsets = [100_000, 1_500_000, 3_000_000];
+    await new Promise<void>((resolve, reject) => {
+      const code = `const fs = require('fs'); const fd = fs.openSync(${JSON.stringify(join(A, 'big.bin'))}, 'r+'); for (const o of ${JSON.stringify(offsets)}) fs.writeSync(fd, Buffer.alloc(4096, 7), 0, 4096, o); fs.closeSync(fd);`;
+      const c = spawn(process.execPath, ['-e', code]);
+      c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`exit ${code}`))));
+    });
+    assert.deepEqual([...(journal.dirty.get('0/big.bin')?.zones ?? [])].sort(), [0, 1, 2], 'the journal marks the three 1 MiB zones');
+    let stats = { bytesSent: -1, filesCopied: -1 };
+    (source as unknown as { o: { events: { inSync: (id: string, s: { bytesSent: number; filesCopied: number }) => void } } }).o.events.inSync = (_id, s) => (stats = s);
+    await attach({});
+    await settle();
+    assertSame(mount.underPath, B, 'after the journaled reintegration');
+    assert.equal(stats.filesCopied, 1);
+    assert.equal(stats.bytesSent, offsets.length * ZONE_SUM_BLOCK_BYTES, 'one 64 KiB block per change, not the 3 MiB of marked zones');
   });
 });

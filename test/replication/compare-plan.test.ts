@@ -1,0 +1,47 @@
+// The plan of a file comparison in a reintegration (source.ts): which byte ranges the journal's zones
+// give, which window of checksums comes next, and which live changes the comparison will read itself.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { nextWindow, stillToRead, zoneRanges } from '../../src/replication/source.ts';
+
+const MiB = 1024 * 1024;
+const K64 = 64 * 1024;
+
+describe('file comparison plan', () => {
+  it('zones become merged byte ranges in increasing order', () => {
+    assert.deepEqual(zoneRanges(new Set([5, 0, 1, 3]), 8 * MiB), [
+      [0, 16 * MiB],
+      [24 * MiB, 32 * MiB],
+      [40 * MiB, 48 * MiB],
+    ]);
+    assert.deepEqual(zoneRanges(new Set(), 8 * MiB), []);
+  });
+
+  it('windows stay inside the ranges, are block-aligned, at most 64 MiB, and stop at the end of the file', () => {
+    const job = { ranges: zoneRanges(new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 20]), 8 * MiB), cursor: 0 };
+    assert.deepEqual(nextWindow(job, 1000 * MiB, K64), { start: 0, end: 64 * MiB });
+    job.cursor = 64 * MiB;
+    assert.deepEqual(nextWindow(job, 1000 * MiB, K64), { start: 64 * MiB, end: 72 * MiB });
+    job.cursor = 72 * MiB;
+    assert.deepEqual(nextWindow(job, 1000 * MiB, K64), { start: 160 * MiB, end: 168 * MiB });
+    assert.deepEqual(nextWindow(job, 165 * MiB + 10, K64), { start: 160 * MiB, end: 165 * MiB + K64 }, 'the last block of a file is partial');
+    assert.equal(nextWindow(job, 100 * MiB, K64), null, 'the rest of the zones lie past the end of the file');
+    job.cursor = 168 * MiB;
+    assert.equal(nextWindow(job, 1000 * MiB, K64), null);
+    const whole = { ranges: [[0, Infinity]] as Array<[number, number]>, cursor: 3 * MiB + 5 };
+    assert.deepEqual(nextWindow(whole, 200 * MiB, MiB), { start: 3 * MiB, end: 67 * MiB }, 'a cursor inside a block restarts at the block');
+    assert.equal(nextWindow({ ranges: [[0, Infinity]], cursor: 0 }, 0, MiB), null, 'an empty file has nothing to read');
+  });
+
+  it('a change is left to the comparison only when it lies wholly in what is still to read', () => {
+    const job = { ranges: [[0, 8 * MiB], [16 * MiB, 24 * MiB]] as Array<[number, number]>, cursor: 4 * MiB };
+    assert.equal(stillToRead(job, 5 * MiB, 4096), true);
+    assert.equal(stillToRead(job, 3 * MiB, 4096), false, 'already read: journaled again');
+    assert.equal(stillToRead(job, 4 * MiB - 1, 2), false, 'straddles the cursor');
+    assert.equal(stillToRead(job, 8 * MiB - 10, 20), false, 'runs out of the range');
+    assert.equal(stillToRead(job, 10 * MiB, 1), false, 'between the ranges');
+    assert.equal(stillToRead(job, 16 * MiB, 8 * MiB), true);
+    assert.equal(stillToRead({ ranges: [[0, 8 * MiB], [8 * MiB, 16 * MiB]], cursor: 0 }, 8 * MiB - 1, 2), true, 'across adjacent ranges');
+    assert.equal(stillToRead({ ranges: [[0, Infinity]], cursor: MiB }, 50 * MiB, MiB), true, 'a whole-file comparison reads what the file grows to');
+  });
+});
