@@ -10,11 +10,11 @@ import { cpSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Lab } from '../src/lab/lab.ts';
 import { isAlive } from '../src/lab/sys.ts';
-import { downTimerMs, KeepalivedPair, KEEPALIVED, PRIORITY, advertIntSeconds } from './lib/keepalived.ts';
+import { DOWN_TIMER_ADVERTS, KeepalivedPair, KEEPALIVED, PRIORITY, advertIntSeconds, type KeepalivedConfigUsed } from './lib/keepalived.ts';
 import { Prober } from './lib/probe-client.ts';
 import { idleCheck, KeepalivedDriver, runFreezes, StayupDriver, type FreezeRunResult, type IdleResult, type PairDriver } from './lib/drivers.ts';
 import { SERVICE_SCRIPT, StayupCluster, type BenchModule } from './lib/stayup.ts';
-import { fmt, ratio, summarize, type Summary } from './lib/stats.ts';
+import { fmt, ratio, round1, summarize, type Summary } from './lib/stats.ts';
 import { WireTrace, type WirePhases } from './lib/wire-trace.ts';
 
 interface Setting {
@@ -299,10 +299,11 @@ async function main(): Promise<number> {
       let ka: ProductFigures | undefined;
       let su: ProductFigures | undefined;
       let advertUsedMs: number | undefined;
+      let backupUsed: KeepalivedConfigUsed | undefined;
       let kaConfigTest = '';
 
       if (args.keepalived) {
-        say(`keepalived: VRRP v3, unicast, advert_int ${advertIntSeconds(s.pulseMs)}, priorities node1 ${PRIORITY.node1} / node2 ${PRIORITY.node2}, vip ${kaVip}`);
+        say(`keepalived: VRRP v3, unicast, advert_int ${advertIntSeconds(s.pulseMs)}, down_timer_adverts ${DOWN_TIMER_ADVERTS}, priorities node1 ${PRIORITY.node1} / node2 ${PRIORITY.node2}, vip ${kaVip}`);
         let pair: KeepalivedPair | undefined;
         ka = await series(
           `keepalived ${s.name}`,
@@ -311,8 +312,10 @@ async function main(): Promise<number> {
             await pair.checkConfig();
             kaConfigTest = [...pair.configTest.values()].filter(Boolean).join(' | ');
             await pair.start();
-            advertUsedMs = await pair.waitConfigDumped('node1');
-            say(`keepalived: advert_int ${advertIntSeconds(s.pulseMs)} configured, keepalived reports "Advert interval" = ${advertUsedMs} ms${kaConfigTest ? `; keepalived -t said: ${kaConfigTest}` : ''}`);
+            advertUsedMs = (await pair.waitConfigDumped('node1')).advertMs;
+            // The backup (node2) is the one that takes over: its down timer is keepalived's detection time.
+            backupUsed = await pair.waitConfigDumped('node2');
+            say(`keepalived: advert_int ${advertIntSeconds(s.pulseMs)} configured, keepalived reports "Advert interval" = ${advertUsedMs} ms; backup: "Down timer adverts" = ${backupUsed.downTimerAdverts}, "Priority" = ${backupUsed.priority}, so its down timer is ${backupUsed.downTimerAdverts} x ${backupUsed.advertMs} ms + skew = ${backupUsed.downTimerMs} ms (stayup declares the peer lost at its timeout, ${s.timeoutMs} ms)${kaConfigTest ? `; keepalived -t said: ${kaConfigTest}` : ''}`);
             return new KeepalivedDriver(L, pair, say);
           },
           async () => pair?.stop(),
@@ -376,7 +379,11 @@ async function main(): Promise<number> {
         stayup_failed_attempts_median: su?.failedAttemptsMedian ?? null,
         keepalived_failed_attempts_median: ka?.failedAttemptsMedian ?? null,
         keepalived_advert_int_used: advertUsedMs === undefined ? null : advertUsedMs / 1000,
-        keepalived_down_timer_ms: advertUsedMs === undefined ? null : downTimerMs(advertUsedMs, PRIORITY.node2!),
+        keepalived_down_timer_adverts_used: backupUsed?.downTimerAdverts ?? null,
+        keepalived_backup_priority_used: backupUsed?.priority ?? null,
+        keepalived_down_timer_ms: backupUsed?.downTimerMs ?? null,
+        ...(su?.wire?.garp != null ? { stayup_garp_after_detection_ms: round1(su.wire.garp - s.timeoutMs) } : {}),
+        ...(ka?.wire?.garp != null && backupUsed ? { keepalived_garp_after_detection_ms: round1(ka.wire.garp - backupUsed.downTimerMs) } : {}),
         ...(kaConfigTest ? { keepalived_config_test: kaConfigTest } : {}),
         ...(su?.wire ? { stayup_wire_ms: su.wire } : {}),
         ...(ka?.wire ? { keepalived_wire_ms: ka.wire } : {}),
@@ -385,6 +392,9 @@ async function main(): Promise<number> {
       };
       rows.push(row);
       if (row.ratio !== null) say(`  ratio stayup / keepalived (median outage): ${row.ratio}`);
+      if (row.stayup_garp_after_detection_ms !== undefined || row.keepalived_garp_after_detection_ms !== undefined) {
+        say(`  gratuitous ARP after the nominal detection (median; stayup: its timeout ${s.timeoutMs} ms, keepalived: its down timer ${backupUsed?.downTimerMs ?? '?'} ms after the last heartbeat): stayup ${fmt((row.stayup_garp_after_detection_ms as number | undefined) ?? null)}, keepalived ${fmt((row.keepalived_garp_after_detection_ms as number | undefined) ?? null)}`);
+      }
 
       // Idle check: both pairs at once, CPUs loaded.
       if (args.idleSeconds > 0) {

@@ -20,6 +20,14 @@ export interface KeepalivedInstance {
   proc?: SpawnedProcess;
 }
 
+/** A node's instance as keepalived runs it, and the down timer that follows (a backup's, at that priority). */
+export interface KeepalivedConfigUsed {
+  advertMs: number;
+  downTimerAdverts: number;
+  priority: number;
+  downTimerMs: number;
+}
+
 export interface KeepalivedTransition {
   state: string;
   line: number;
@@ -31,11 +39,19 @@ export function advertIntSeconds(pulseMs: number): string {
 }
 
 /**
- * VRRP v3 Master_Down_Interval of the backup: 3 × advert + skew, skew = (256 − priority) / 256 × advert
- * (RFC 5798 §6.1; keepalived's down_timer_adverts default 3).
+ * The issue's "3-advert down timer": keepalived's down_timer_adverts (its default, set explicitly so the
+ * config says what the bench compares).
  */
-export function downTimerMs(advertMs: number, backupPriority: number): number {
-  return Math.round((3 * advertMs + ((256 - backupPriority) * advertMs) / 256) * 10) / 10;
+export const DOWN_TIMER_ADVERTS = 3;
+
+/**
+ * VRRP v3 Master_Down_Interval of the backup, as keepalived computes it (vrrp.h VRRP_MS_DOWN_TIMER):
+ * down_timer_adverts × advert + skew, skew = (256 − priority) / 256 × advert (RFC 5798 §6.1), with the
+ * advert in centiseconds and the skew truncated to the microsecond. In ms, to 0.1.
+ */
+export function downTimerMs(advertMs: number, backupPriority: number, adverts = DOWN_TIMER_ADVERTS): number {
+  const skewUs = Math.floor(((256 - backupPriority) * Math.round(advertMs / 10) * 625) / 16);
+  return Math.round((adverts * advertMs * 1000 + skewUs) / 100) / 10;
 }
 
 export function keepalivedConf(o: { node: string; peer: string; src: string; peerAddr: string; vip: string; prefixLen: number; pulseMs: number }): string {
@@ -51,6 +67,7 @@ export function keepalivedConf(o: { node: string; peer: string; src: string; pee
     `  virtual_router_id ${VRID}`,
     `  priority ${PRIORITY[o.node] ?? 100}`,
     `  advert_int ${advertIntSeconds(o.pulseMs)}`,
+    `  down_timer_adverts ${DOWN_TIMER_ADVERTS}`,
     `  unicast_src_ip ${o.src}`,
     '  unicast_peer {',
     `    ${o.peerAddr}`,
@@ -173,25 +190,31 @@ export class KeepalivedPair {
     return [...this.instances.keys()].sort((a, b) => (PRIORITY[b] ?? 100) - (PRIORITY[a] ?? 100))[0]!;
   }
 
-  /** The advert interval the running keepalived reports in its configuration dump ("Advert interval = 10 milli-sec"), in ms. */
-  advertIntUsedMs(node: string): number | undefined {
+  /**
+   * What the running keepalived reports in its configuration dump (-d) for the instance: "Advert interval
+   * = 10 milli-sec", "Down timer adverts = 3", "Priority = 100" (the last dump, undefined before it).
+   */
+  configUsed(node: string): KeepalivedConfigUsed | undefined {
     let text = '';
     try {
       text = readFileSync(this.#inst(node).log, 'utf8');
     } catch {
       return undefined;
     }
-    const all = [...text.matchAll(/Advert interval = ([\d.]+) (milli-sec|sec)/g)];
-    const m = all.at(-1);
-    if (!m) return undefined;
-    return m[2] === 'sec' ? Number(m[1]) * 1000 : Number(m[1]);
+    const last = (re: RegExp): RegExpMatchArray | undefined => [...text.matchAll(re)].at(-1);
+    const advert = last(/Advert interval = ([\d.]+) (milli-sec|sec)/g);
+    const adverts = last(/ {4}Down timer adverts = (\d+)/g);
+    const priority = last(/ {4}Priority = (\d+)/g);
+    if (!advert || !adverts || !priority) return undefined;
+    const advertMs = advert[2] === 'sec' ? Number(advert[1]) * 1000 : Number(advert[1]);
+    return { advertMs, downTimerAdverts: Number(adverts[1]), priority: Number(priority[1]), downTimerMs: downTimerMs(advertMs, Number(priority[1]), Number(adverts[1])) };
   }
 
   /** Waits until the node's log shows its configuration dump (keepalived has read the config). */
-  async waitConfigDumped(node: string, timeoutMs = 10_000): Promise<number> {
+  async waitConfigDumped(node: string, timeoutMs = 10_000): Promise<KeepalivedConfigUsed> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const v = this.advertIntUsedMs(node);
+      const v = this.configUsed(node);
       if (v !== undefined) return v;
       if (Date.now() > deadline) throw new Error(`keepalived on ${node} logged no configuration dump within ${timeoutMs} ms (log ${this.#inst(node).log})`);
       await sleep(50);
