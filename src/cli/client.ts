@@ -9,15 +9,20 @@ import type { RelayedRequest, RelayedResponse } from '../daemon/routes/relay.ts'
 
 export const defaultApiPort = 9010;
 
+/** Per call: how long to wait for the answer (a long poll or a long comparison waits longer). */
+export interface CallOptions {
+  timeoutMs?: number;
+}
+
 /** One node's API as the CLI sees it: local (root token) or remote (sealed). */
 export interface NodeClient {
   /** Node name for output ("local" when not known). */
   readonly name: string;
   readonly address: string;
-  call<T = unknown>(method: RelayedRequest['method'], url: string, body?: unknown): Promise<T>;
+  call<T = unknown>(method: RelayedRequest['method'], url: string, body?: unknown, opts?: CallOptions): Promise<T>;
 }
 
-/** How long the CLI waits for one node before saying it is unreachable. */
+/** How long the CLI waits for one node before saying it is unreachable (a call without its own timeout). */
 export const requestTimeoutMs = 60_000;
 
 function errorFrom(status: number, body: unknown, where: string): StayupError {
@@ -28,10 +33,10 @@ function errorFrom(status: number, body: unknown, where: string): StayupError {
   return new StayupError('REMOTE_FAILED', `${where}: HTTP ${status}`);
 }
 
-async function httpJson(url: string, init: RequestInit, where: string): Promise<{ status: number; body: unknown }> {
+async function httpJson(url: string, init: RequestInit, where: string, timeoutMs: number): Promise<{ status: number; body: unknown }> {
   let res: Response;
   try {
-    res = await fetch(url, { ...init, signal: AbortSignal.timeout(requestTimeoutMs) });
+    res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
   } catch (e) {
     throw new StayupError('DAEMON_UNREACHABLE', `${where}: cannot reach the stayup daemon (${(e as Error).cause ? String((e as { cause: Error }).cause.message) : (e as Error).message})`);
   }
@@ -52,11 +57,12 @@ export class LocalClient implements NodeClient {
   constructor(
     private readonly tokenFile: string,
     port = Number(process.env.STAYUP_PORT ?? defaultApiPort),
+    private readonly defaultTimeoutMs = requestTimeoutMs,
   ) {
     this.address = `127.0.0.1:${port}`;
   }
 
-  async call<T>(method: RelayedRequest['method'], url: string, body?: unknown): Promise<T> {
+  async call<T>(method: RelayedRequest['method'], url: string, body?: unknown, opts: CallOptions = {}): Promise<T> {
     if (!existsSync(this.tokenFile)) {
       throw new StayupError('DAEMON_UNREACHABLE', `the stayup daemon is not running on this node (no ${this.tokenFile}): start stayupd`);
     }
@@ -74,6 +80,7 @@ export class LocalClient implements NodeClient {
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       },
       'local daemon',
+      opts.timeoutMs ?? this.defaultTimeoutMs,
     );
     if (r.status >= 400) throw errorFrom(r.status, r.body, 'local daemon');
     return r.body as T;
@@ -92,24 +99,25 @@ export class SealedClient implements NodeClient {
     readonly name: string,
     readonly address: string,
     private readonly credential: Credential,
+    private readonly defaultTimeoutMs = requestTimeoutMs,
   ) {}
 
   private async secret(): Promise<{ kid: string; secret: Buffer }> {
     const c = this.credential;
     if (c.kind === 'cluster') return { kid: `cluster:${keyId(c.key)}`, secret: c.key };
     if (!this.passwordKey) {
-      const r = await httpJson(`http://${this.address}/api/v1/auth/params?user=${encodeURIComponent(c.user)}`, { method: 'GET' }, this.name);
+      const r = await httpJson(`http://${this.address}/api/v1/auth/params?user=${encodeURIComponent(c.user)}`, { method: 'GET' }, this.name, this.defaultTimeoutMs);
       if (r.status >= 400) throw errorFrom(r.status, r.body, this.name);
       this.passwordKey = derivePasswordVerifier(c.password, r.body as PasswordParams);
     }
     return { kid: `user:${c.user}`, secret: this.passwordKey };
   }
 
-  async call<T>(method: RelayedRequest['method'], url: string, body?: unknown): Promise<T> {
+  async call<T>(method: RelayedRequest['method'], url: string, body?: unknown, opts: CallOptions = {}): Promise<T> {
     const { kid, secret } = await this.secret();
     const request: RelayedRequest = { method, url, ...(body === undefined ? {} : { body }) };
     const env = seal(secret, { kid, from: `cli@${hostname()}`, ts: Date.now(), dir: 'request' }, request);
-    const r = await httpJson(`http://${this.address}/api/v1/cluster/relay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(env) }, this.name);
+    const r = await httpJson(`http://${this.address}/api/v1/cluster/relay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(env) }, this.name, opts.timeoutMs ?? this.defaultTimeoutMs);
     if (r.status >= 400) throw errorFrom(r.status, r.body, this.name);
     const answerEnv = parseEnvelope(r.body);
     if (answerEnv.dir !== 'response' || answerEnv.nonce !== env.nonce) throw new StayupError('CLUSTER_AUTH_FAILED', `${this.name}: the answer is not bound to our request`);

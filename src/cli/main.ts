@@ -4,6 +4,7 @@ import { registerModuleCommands } from './commands/module.ts';
 import { registerStateCommands } from './commands/state.ts';
 import { registerControlCommands } from './commands/control.ts';
 import { registerLabCommands } from './commands/lab.ts';
+import { registerReplicationCommands } from './commands/replication.ts';
 import { version } from '../version.ts';
 
 /**
@@ -25,6 +26,7 @@ registerClusterCommands(program);
 registerModuleCommands(program);
 registerStateCommands(program);
 registerControlCommands(program);
+registerReplicationCommands(program);
 registerLabCommands(program);
 
 program.action(async (opts: { hosts?: string; pushCluster?: boolean }) => {

@@ -21,11 +21,12 @@ export function exitCodeOf(e: unknown): number {
 /**
  * Runs a command on this node, or on every -H node at once, and prints one result per node. Without -H
  * the output is the command's own; with -H each node's block is headed by its name and address, and the
- * exit code is 0 only if every node succeeded.
+ * exit code is 0 only if every node succeeded (and, with exitCodesWithHosts, gave exit code 0).
  */
 export async function runOnTargets(
   opts: TargetOptions,
   fn: (client: NodeClient) => Promise<NodeOutput | string>,
+  how: { exitCodesWithHosts?: boolean } = {},
 ): Promise<number> {
   const paths = nodePaths();
   let targets: NodeClient[];
@@ -52,6 +53,7 @@ export async function runOnTargets(
     if (r.status === 'fulfilled') {
       process.stdout.write(`--- ${t.name} (${t.address}): OK\n`);
       if (r.value.text) process.stdout.write(indent(r.value.text));
+      if (how.exitCodesWithHosts && code === 0) code = r.value.exitCode ?? 0;
     } else {
       const e = r.reason;
       process.stdout.write(`--- ${t.name} (${t.address}): ERROR ${isStayupError(e) ? e.code : 'INTERNAL'}\n`);

@@ -9,6 +9,7 @@ import { registerClusterRoutes } from './routes/cluster.ts';
 import { registerModuleRoutes } from './routes/modules.ts';
 import { registerControlRoutes } from './routes/control.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
+import { registerReplicationRoutes } from './routes/replication.ts';
 import { appendAudit } from '../logs/audit-log.ts';
 
 /**
@@ -87,6 +88,7 @@ export async function buildApp(ctx: DaemonContext, opts: AppOptions = {}): Promi
   registerModuleRoutes(app, ctx);
   registerControlRoutes(app, ctx);
   registerAdminRoutes(app, ctx);
+  registerReplicationRoutes(app, ctx);
   await app.ready();
   return app;
 }

@@ -3,7 +3,7 @@ import { ClusterStore } from './cluster-store.ts';
 import { UserStore } from './auth/user-store.ts';
 import { SessionStore } from './auth/sessions.ts';
 import { ReplayGuard } from '../crypto/seal.ts';
-import { ModuleManager } from './module-manager.ts';
+import { ModuleManager, type EngineOpener } from './module-manager.ts';
 import { version as stayupVersion } from '../version.ts';
 import type { Principal, Role } from './auth/roles.ts';
 
@@ -40,7 +40,7 @@ declare module 'fastify' {
 
 
 /** The real context over a state directory; tests use the same with a temporary one. */
-export function createDaemonContext(paths: NodePaths, opts: { localToken: string; nowMs?: () => number }): DaemonContext {
+export function createDaemonContext(paths: NodePaths, opts: { localToken: string; nowMs?: () => number; openEngine?: EngineOpener }): DaemonContext {
   const cluster = new ClusterStore(paths);
   return {
     paths,
@@ -48,7 +48,7 @@ export function createDaemonContext(paths: NodePaths, opts: { localToken: string
     users: new UserStore(paths.webDir),
     sessions: new SessionStore(),
     replay: new ReplayGuard(),
-    modules: new ModuleManager(paths, cluster),
+    modules: new ModuleManager(paths, cluster, opts.openEngine),
     localToken: opts.localToken,
     version: stayupVersion,
     nowMs: opts.nowMs ?? (() => Date.now()),

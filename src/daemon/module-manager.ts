@@ -10,6 +10,8 @@ import { generateModuleKey, moduleKeyId, readModuleKey, writeModuleKey } from '.
 import type { MirrorEngine, MirrorStatus } from '../engine/mirror-engine.ts';
 import { openMirrorEngine } from '../engine/mirror-runtime.ts';
 import type { MirrorCommandName } from '../mirror/types.ts';
+import { checkToCheck } from '../replication/rfs-runtime.ts';
+import type { CompareMode, ReplicaComparison } from '../replication/verify.ts';
 import { moduleLog } from './module-logs.ts';
 
 export type ModuleStateName = 'STOP' | 'WAIT' | 'ALONE' | 'PRIM' | 'SECOND' | 'UP';
@@ -27,6 +29,12 @@ export interface ModuleStatus {
   mirror?: MirrorStatus;
 }
 
+/** Opens a mirror module's engine: openMirrorEngine in the daemon; tests give engines over in-memory twins. */
+export type EngineOpener = (o: Parameters<typeof openMirrorEngine>[0]) => Promise<MirrorEngine>;
+
+/** Commands that start a stopped module (and mount its replicated directories). */
+const STARTS: ReadonlySet<MirrorCommandName> = new Set(['start', 'prim', 'second', 'primforce']);
+
 /** Exit codes of `state -lq`, as in the reference. */
 export const stateExitCodes: Record<ModuleStateName, number> = { STOP: 0, WAIT: 1, ALONE: 2, UP: 2, PRIM: 3, SECOND: 4 };
 
@@ -42,6 +50,7 @@ export class ModuleManager {
   constructor(
     private readonly paths: NodePaths,
     private readonly cluster: ClusterStore,
+    private readonly openEngine: EngineOpener = openMirrorEngine,
   ) {}
 
   private validator(moduleName: string) {
@@ -135,7 +144,7 @@ export class ModuleManager {
       }
       const view = this.cluster.require();
       if (!view.localNode) throw new StayupError('CLUSTER_NOT_CONFIGURED', 'none of the addresses of cluster.xml is an address of this node');
-      const e = await openMirrorEngine({ module: name, moduleId: id, paths: this.paths, cluster: view.config, self: view.localNode, config: cfg, log: moduleLog(this.paths, name) });
+      const e = await this.openEngine({ module: name, moduleId: id, paths: this.paths, cluster: view.config, self: view.localNode, config: cfg, log: moduleLog(this.paths, name) });
       this.engines.set(name, e);
       return e;
     })();
@@ -149,10 +158,36 @@ export class ModuleManager {
 
   /** Sends a command to the module's engine; a refusal becomes the machine's error code. */
   async command(name: string, command: MirrorCommandName, opts: { identity?: string; nosync?: boolean } = {}): Promise<{ message: string }> {
+    if (STARTS.has(command) && !this.isRunning(name)) {
+      // Refused here, before anything is mounted or started: the operator sees why at once. (Only while
+      // stopped: the directories are then plain directories, never this daemon's FUSE mounts.)
+      const rfs = this.config(name).service.rfs;
+      if (rfs) checkToCheck(rfs);
+    }
     const e = await this.engine(name);
     const r = await e.command(command, opts);
     if (!r.ok) throw new StayupError(r.code ?? 'CONFLICT', `${name}: ${command}: ${r.message}`);
     return { message: r.message };
+  }
+
+  /**
+   * rfsverify (`verify`, on the secondary) or rfsdiff (`diff`, on the primary): compares this node's
+   * replicated data with the peer's. RFS_NOT_REPLICATED without <rfs>, RFS_WRONG_ROLE on the wrong node.
+   */
+  async compareReplicas(name: string, mode: CompareMode): Promise<ReplicaComparison> {
+    const cfg = this.config(name);
+    if (!cfg.service.rfs) throw new StayupError('RFS_NOT_REPLICATED', `module "${name}" replicates no directory (its userconfig.xml has no <rfs>)`);
+    const st = this.status(name);
+    const want: readonly ModuleStateName[] = mode === 'verify' ? ['SECOND'] : ['ALONE', 'PRIM'];
+    const compare = this.engines.get(name)?.replication.compareReplicas;
+    if (!want.includes(st.state) || !compare) {
+      const where = st.mirror ? ` (run it on ${st.mirror.peer}: "stayup -H ${st.mirror.peer} rfs${mode} -m ${name}")` : '';
+      throw new StayupError(
+        'RFS_WRONG_ROLE',
+        mode === 'verify' ? `rfsverify runs on the secondary; module ${name} is ${st.state} on this node${where}` : `rfsdiff runs on the primary (ALONE or PRIM); module ${name} is ${st.state} on this node${where}`,
+      );
+    }
+    return compare.call(this.engines.get(name)!.replication, mode);
   }
 
   /** Resolves when the module is stable (not Transient) in one of `states`, or throws WAIT_TIMEOUT. */

@@ -32,6 +32,7 @@ import { isStayupError } from '../errors/stayup-error.ts';
 import { decodeHeartbeatMessage, encodeHeartbeatMessage } from './heartbeat-codec.ts';
 import type { MirrorRecordStore } from './mirror-store.ts';
 import { preciseTimeout, type PreciseTimer, type Scheduler } from '../util/scheduler.ts';
+import type { CompareMode, ReplicaComparison } from '../replication/verify.ts';
 
 export type RunScriptsEffect = Extract<MirrorEffect, { type: 'runScripts' }>;
 
@@ -55,12 +56,50 @@ export interface ScriptPort {
 export interface ReplicationPort {
   setRole(role: ReplicationRole, sync: ReplicationSync, report: (r: ReplicationReport) => void): void;
   close?(): void;
+  /** What `stayup state -v` shows of it (part of MirrorStatus). */
+  status?(): ReplicationStatus;
+  /** rfsverify / rfsdiff (the daemon calls it; the engine does not). */
+  compareReplicas?(mode: CompareMode): Promise<ReplicaComparison>;
 }
 
 export interface ReplicationReport {
   uptodate: boolean;
   reintegrationInterrupted: boolean;
   lastSyncMs: number | null;
+  /** Primary: the peer stopped being replicated to (link lost, or stalled past sendtimeout/locktimeout). */
+  peerLost?: boolean;
+}
+
+/** The replication's state for operators (RfsRuntime.status()). Times in ms; *Ms dates since the epoch. */
+export interface ReplicationStatus {
+  role: ReplicationRole;
+  /** The replicated directories are intercepted (FUSE), and read-only to applications. */
+  mounted: boolean;
+  readOnly: boolean;
+  /** Primary: connected to the secondary; secondary: a primary is connected. */
+  linkUp: boolean;
+  /** Primary: application calls waiting for the secondary's acknowledgement. */
+  pendingAcks: number;
+  /** Primary: paths in the journal, to compare or send at the next reintegration. */
+  journalPaths: number;
+  /** The reintegration under way: sent by this primary (with its progress) or received by this secondary. */
+  reintegration: {
+    direction: 'sending' | 'receiving';
+    scope: string;
+    elapsedMs: number;
+    files: number | null;
+    bytesSent: number | null;
+    bytesPerS: number | null;
+  } | null;
+  /** The last reintegration this node sent since its daemon started. */
+  lastReintegration: { scope: string; filesCopied: number; bytesSent: number; durationMs: number; endedMs: number } | null;
+  /** The sync point this node's data matches, and when it was last in sync. */
+  syncId: string | null;
+  lastSyncMs: number | null;
+  /** The last role ended cleanly (false while a role runs). */
+  clean: boolean;
+  /** The last time the stall watchdog dropped the secondary, and why. */
+  lastStall: { atMs: number; reason: string } | null;
 }
 
 /** Nothing to replicate: a SECOND is in sync as soon as it has the role. */
@@ -136,6 +175,8 @@ export interface MirrorStatus {
   busy: boolean;
   /** Checkers attached to the module (intf.*, ip.*): the last result of each. */
   checkers: Array<{ name: string; up: boolean; reason: string }>;
+  /** The replication of a module with <rfs>, else null. */
+  replication: ReplicationStatus | null;
 }
 
 type Waiter = { test: (s: MirrorStatus) => boolean; resolve: (s: MirrorStatus) => void };
@@ -265,7 +306,13 @@ export class MirrorEngine {
       lans: s.lans.map((l) => ({ lan: l.lan, up: l.up, lastHeardAgoMs: l.lastHeardMs === null ? null : Math.round(now - l.lastHeardMs) })),
       busy: this.#batch !== null,
       checkers: [...this.#checkers].map(([name, c]) => ({ name, up: c.up, reason: c.reason })).sort((a, b) => a.name.localeCompare(b.name)),
+      replication: this.#o.replication.status?.() ?? null,
     };
+  }
+
+  /** The replication layer (the daemon reaches rfsverify/rfsdiff through it). */
+  get replication(): ReplicationPort {
+    return this.#o.replication;
   }
 
   /** The health check's answer: no I/O, no queueing. */

@@ -157,9 +157,17 @@ export async function openMirrorEngine(o: {
 
 /**
  * The replication of a module with <rfs>: its stream runs on the lan of <flow>, else the heartbeat with
- * ident="flow", else the first heartbeat (the reference's rule), between the two nodes' addresses there.
+ * ident="flow", else the first heartbeat (the reference's rule), between the two nodes' addresses there,
+ * on the module's replication port (tests that run two nodes on loopback give their own).
  */
-function openRfs(o: { module: string; moduleId: number; paths: NodePaths; self: string; config: UserConfig }, lans: UdpLan[], peer: string, key: Uint8Array, log: EngineLog): RfsRuntime {
+export function openRfs(
+  o: { module: string; moduleId: number; paths: NodePaths; self: string; config: UserConfig },
+  lans: UdpLan[],
+  peer: string,
+  key: Uint8Array,
+  log: EngineLog,
+  port = modulePorts(o.moduleId).replicationTcp,
+): RfsRuntime {
   const svc = o.config.service;
   const rfs = svc.rfs!;
   const heart = svc.heart!;
@@ -172,7 +180,7 @@ function openRfs(o: { module: string; moduleId: number; paths: NodePaths; self: 
     rfs,
     localAddr: lan.bindAddr,
     peerAddr: lan.peerAddr,
-    port: modulePorts(o.moduleId).replicationTcp,
+    port,
     moduleKey: key,
     stateDir: join(o.paths.moduleVarDir(o.module), 'rfs'),
     native: loadRfsNative(),

@@ -66,6 +66,14 @@ export const errorCodes = {
   WAIT_TIMEOUT: { status: 504, exit: 1, summary: 'the module did not reach the awaited state in time' },
   REPLICATION_UNAVAILABLE: { status: 409, exit: 1, summary: 'the module replicates directories (<rfs>) and the replication\'s native part (the FUSE addon) cannot be loaded: run npm run build:native' },
 
+  // --- replication (rfs)
+  RFS_TOCHECK_MISSING: { status: 409, exit: 1, summary: 'a <tocheck> path of a replicated directory does not exist (is its filesystem mounted?): nothing is mounted' },
+  RFS_NOT_REPLICATED: { status: 409, exit: 1, summary: 'the module replicates no directory (no <rfs>)' },
+  RFS_WRONG_ROLE: { status: 409, exit: 1, summary: 'rfsverify runs on the secondary, rfsdiff on the primary (ALONE or PRIM)' },
+  RFS_BUSY: { status: 409, exit: 1, summary: 'a comparison of the replicas (rfsverify or rfsdiff) is already running for this module' },
+  REPLICATION_PEER_UNREACHABLE: { status: 503, exit: 1, summary: 'the peer\'s replication service cannot be reached or stopped answering' },
+  REPLICATION_PROTOCOL: { status: 502, exit: 1, summary: 'the peer sent a malformed or unexpected replication frame' },
+
   // --- lab
   LAB_NEEDS_ROOT: { status: 400, exit: 2, summary: 'the lab needs root and network namespaces' },
   LAB_EXISTS: { status: 409, exit: 1, summary: 'a lab of that name already exists' },

@@ -104,6 +104,7 @@ export function initialMirrorState(config: MirrorConfig, persisted: MirrorPersis
     splitBrainLogged: false,
     fullSyncNext: false,
     syncedRecent: false,
+    withheldEpisode: null,
     replRole: 'off',
     listenUntilMs: 0,
     failoverOffWait: false,
@@ -148,7 +149,7 @@ export function step(state: MirrorState, event: MirrorEvent): StepResult {
       onScriptsDone(x, event.id, event.ok, event.failedScript);
       break;
     case 'replicationState':
-      onReplication(x, event.uptodate, event.reintegrationInterrupted, event.lastSyncMs);
+      onReplication(x, event.uptodate, event.reintegrationInterrupted, event.lastSyncMs, event.peerLost ?? false);
       break;
     case 'syncedCheck':
       s.syncedRecent = event.recent;
@@ -341,8 +342,13 @@ function onScriptsDone(x: Ctx, id: number, ok: boolean, failedScript: string | u
   p.waitingHasStart = false;
 }
 
-function onReplication(x: Ctx, uptodate: boolean, interrupted: boolean, lastSyncMs: number | null): void {
+function onReplication(x: Ctx, uptodate: boolean, interrupted: boolean, lastSyncMs: number | null, peerLost: boolean): void {
   const s = x.s;
+  if (peerLost) {
+    // The released secondary lacks what was written since: withdraw the release (evaluatePrim).
+    if (s.state === 'PRIM' && !s.swap && s.releasedEpisode !== null) s.withheldEpisode = s.releasedEpisode;
+    return;
+  }
   if (interrupted) persist(x, { reintegrationInterrupted: true });
   // Only a report about the reintegration this episode asked for counts.
   if (s.state !== 'SECOND' || s.swap || s.episode === null || s.replRole !== 'second') return;
@@ -991,6 +997,11 @@ function evaluateAlone(x: Ctx): void {
   const s = x.s;
   const m = alivePeer(s);
   if (!m || m.state !== 'SECOND' || m.swapping || looksPrimary(m)) return;
+  if (s.withheldEpisode !== null) {
+    // It still claims the episode whose replication broke off: pair again once it reintegrates.
+    if (m.episode === s.withheldEpisode && m.synced) return;
+    s.withheldEpisode = null;
+  }
   s.plan = makePlan('pair', [
     ...rowSteps('ALONE', 'PRIM', 'stop'),
     { do: 'show', state: 'PRIM', qualifier: 'Ready', reason: MSG.mirroring },
@@ -1004,8 +1015,9 @@ function evaluatePrim(x: Ctx): void {
   if (m && looksPrimary(m)) return; // a split brain: checkSplitBrain decides
   // A peer that is SECOND and still "swapping" is the old primary of a swap that has not yet heard this
   // node is primary: it is becoming this node's secondary.
-  if (!m || m.state !== 'SECOND') {
-    const why = m ? `The remote server left the secondary role (${m.state})` : MSG.noHeartbeat;
+  const lost = s.withheldEpisode !== null && s.releasedEpisode === s.withheldEpisode;
+  if (!m || m.state !== 'SECOND' || lost) {
+    const why = lost ? MSG.replicationLost : m ? `The remote server left the secondary role (${m.state})` : MSG.noHeartbeat;
     s.releasedEpisode = null;
     s.plan = makePlan('unpair', [
       { do: 'log', level: 'I', message: why },
@@ -1015,7 +1027,8 @@ function evaluatePrim(x: Ctx): void {
     ]);
     return;
   }
-  if (m.episode !== null && m.synced && s.releasedEpisode !== m.episode) {
+  if (s.withheldEpisode !== null && (m.episode !== s.withheldEpisode || !m.synced)) s.withheldEpisode = null;
+  if (m.episode !== null && m.synced && s.releasedEpisode !== m.episode && m.episode !== s.withheldEpisode) {
     // The secondary finished its reintegration: from now on it may take over, so this node can no
     // longer prove alone that its data is the current one. Persisted before the heartbeat says so.
     persist(x, { uptodate: false });

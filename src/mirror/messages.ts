@@ -31,4 +31,5 @@ export const MSG = {
   secondNotReady: 'the primary left while this secondary was not up to date',
   holdPeerPrimary: 'waiting for the remote server to leave the primary role',
   restart: 'restart',
+  replicationLost: 'The replication to the secondary broke off: going on alone until it reintegrates',
 } as const;

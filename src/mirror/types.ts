@@ -165,6 +165,11 @@ export type MirrorEvent =
       uptodate: boolean;
       reintegrationInterrupted: boolean;
       lastSyncMs: number | null;
+      /**
+       * Primary: the replication to the secondary broke off (the link was lost, or the secondary stalled
+       * past sendtimeout/locktimeout): it no longer has every write, so it must not take over as it is.
+       */
+      peerLost?: boolean;
     });
 
 export type ReplicationRole = 'prim' | 'second' | 'off';
@@ -308,6 +313,12 @@ export interface MirrorState {
   fullSyncNext: boolean;
   /** The last syncedCheck: the last sync is within syncdelta. */
   syncedRecent: boolean;
+  /**
+   * PRIM: the secondary episode whose replication broke off after it was released (a peerLost report).
+   * The primary goes ALONE and neither pairs with it again nor releases it until the secondary starts a
+   * new reintegration (its heartbeat shows that episode not synced, or another episode).
+   */
+  withheldEpisode: string | null;
   /** The role of the last setReplication effect. */
   replRole: ReplicationRole;
   /** WAIT only: do not conclude the peer is absent before this time (it may simply not be heard yet). */

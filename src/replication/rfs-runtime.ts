@@ -11,22 +11,32 @@
 //
 // The record (rfs-state.ts) is written before the role acts: `clean: false` while a role runs, so a crash
 // is known at the next start and the reintegration then compares instead of trusting the journal.
+//
+// As primary, a watchdog (stall-watchdog.ts) drops a peer that stops acknowledging with its connection
+// still open (sendtimeout, locktimeout): the held application calls return, what the peer did not
+// acknowledge goes to the journal, and the mirror machine hears that the peer is no longer replicated to
+// (a primary whose secondary could take over goes ALONE). rfsverify and rfsdiff (verify.ts) compare the
+// two nodes' data over a second link, on the module's second replication port, which every node answers
+// as long as its module engine is open.
 
-import { mkdirSync, readdirSync, lstatSync } from 'node:fs';
+import { closeSync, constants as C, mkdirSync, readdirSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server } from 'node:tls';
 import type { Rfs } from '../config/userconfig/types.ts';
 import type { ReplicationRole, ReplicationSync } from '../mirror/types.ts';
-import type { ReplicationPort, ReplicationReport, RunScriptsEffect } from '../engine/mirror-engine.ts';
+import type { ReplicationPort, ReplicationReport, ReplicationStatus, RunScriptsEffect } from '../engine/mirror-engine.ts';
+import { StayupError } from '../errors/stayup-error.ts';
+import { greetPeer, protocolError } from './handshake.ts';
 import { Journal } from './journal.ts';
 import { connectLink, listenLinks, type FrameLink } from './link.ts';
 import { ReplicationFilter, replPath } from './paths.ts';
 import type { PeerFs } from './peer-fs.ts';
-import { PROTOCOL_VERSION } from './protocol.ts';
 import { RfsRecordStore } from './rfs-state.ts';
 import { ReplicationSource, type ResyncStats, type TargetState } from './source.ts';
+import { StallWatchdog } from './stall-watchdog.ts';
 import { ReplicationTarget } from './target.ts';
 import type { LiveOp } from './live-op.ts';
+import { answerVerifyLink, compareReplicas, COMPARE_BLOCK_BYTES, LocalReplica, RemoteReplica, type CompareMode, type ReplicaComparison } from './verify.ts';
 
 export interface RfsMount {
   rootFd: number;
@@ -51,6 +61,38 @@ export const SYNC_MARK_INTERVAL_MS = 10_000;
 /** A target that crashed lists at most this many files it changed; beyond, the reintegration compares all. */
 const MAX_HINTS = 100_000;
 const CONNECT_RETRY_MS = 1000;
+/** A welcome must come this soon after the hello (the TLS handshake already succeeded). */
+const WELCOME_TIMEOUT_MS = 10_000;
+/** The verify link (rfsverify, rfsdiff) listens on the second of the module's four replication ports. */
+export const VERIFY_PORT_OFFSET = 1;
+/** A reintegration shorter than this tells too little about the rate to estimate another's duration. */
+const RATE_MIN_BYTES = 1024 * 1024;
+
+/** The verify link's name in its PSK and identity: a verify client can never open a replication link. */
+export function verifyLinkName(module: string): string {
+  return `${module}/verify`;
+}
+
+/**
+ * Refuses to start over a replicated directory whose <tocheck> paths are missing (its filesystem is not
+ * mounted: starting would replicate an empty directory over the peer's data). Call it only while the
+ * directories are not this daemon's FUSE mounts (a synchronous lstat there would wait on this thread).
+ */
+export function checkToCheck(rfs: Rfs): void {
+  for (const r of rfs.replicated) {
+    for (const t of r.toCheck) {
+      const abs = join(r.dir, t.path);
+      try {
+        lstatSync(abs);
+      } catch (e) {
+        throw new StayupError(
+          'RFS_TOCHECK_MISSING',
+          `<replicated dir="${r.dir}"> <tocheck path="${t.path}">: ${abs} does not exist (${(e as NodeJS.ErrnoException).code ?? 'error'}): is the filesystem of ${r.dir} mounted? Nothing was mounted or started`,
+        );
+      }
+    }
+  }
+}
 
 export interface RfsRuntimeOptions {
   module: string;
@@ -82,24 +124,56 @@ export class RfsRuntime implements ReplicationPort {
   private report: ((r: ReplicationReport) => void) | null = null;
   private lastResync: (ResyncStats & { endedMs: number }) | null = null;
   private roleEpoch = 0;
+  private readonly watchdog: StallWatchdog;
+  private watchTimer: NodeJS.Timeout | null = null;
+  private lastStall: { atMs: number; reason: string } | null = null;
+  /** Secondary: the reintegration being received (performance.now() clock). */
+  private receiving: { scope: string; sinceMs: number } | null = null;
+  /** The last handshake failure logged (the same one is not logged again at every retry). */
+  private handshakeError: string | null = null;
+  private verifyServer: Server | null = null;
+  private comparing = false;
+  private closed = false;
 
   constructor(private readonly o: RfsRuntimeOptions) {
     mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
     this.record = new RfsRecordStore(join(o.stateDir, 'state.json'));
     this.journal = new Journal(join(o.stateDir, 'journal.jsonl'), o.rfs.ruzoneBlocksize);
+    this.watchdog = new StallWatchdog({ sendTimeoutMs: o.rfs.sendtimeoutMs, lockTimeoutMs: o.rfs.locktimeoutMs });
+    void this.listenVerify();
   }
 
-  status(): Record<string, unknown> {
+  status(): ReplicationStatus {
     const r = this.record.get();
+    const p = this.source?.progress();
+    const now = performance.now();
+    let reintegration: ReplicationStatus['reintegration'] = null;
+    if (p?.resync) {
+      const elapsedMs = Math.max(0, now - p.resync.startedMs);
+      reintegration = {
+        direction: 'sending',
+        scope: p.resync.scope,
+        elapsedMs: Math.round(elapsedMs),
+        files: p.resync.files,
+        bytesSent: p.resync.bytesSent,
+        bytesPerS: elapsedMs > 0 ? Math.round((p.resync.bytesSent * 1000) / elapsedMs) : null,
+      };
+    } else if (this.receiving) {
+      reintegration = { direction: 'receiving', scope: this.receiving.scope, elapsedMs: Math.round(now - this.receiving.sinceMs), files: null, bytesSent: null, bytesPerS: null };
+    }
     return {
       role: this.role,
       mounted: this.mounts !== null,
       readOnly: this.readOnly,
+      linkUp: this.source ? this.source.connected : this.targetLink !== null,
+      pendingAcks: p?.heldCalls ?? 0,
+      journalPaths: this.source ? this.journal.dirty.size : 0,
+      reintegration,
+      lastReintegration: this.lastResync,
       syncId: r.syncId,
       lastSyncMs: r.lastSyncMs,
-      peerConnected: this.source?.connected ?? this.targetLink !== null,
-      ...(this.source ? { source: this.source.status() } : {}),
-      ...(this.lastResync ? { resync: this.lastResync } : {}),
+      clean: r.clean,
+      lastStall: this.lastStall,
     };
   }
 
@@ -121,16 +195,11 @@ export class RfsRuntime implements ReplicationPort {
   }
 
   private mountAll(): void {
+    // Every <tocheck> of every directory before the first mount: a refusal leaves nothing mounted.
+    checkToCheck(this.o.rfs);
     const mounts: RfsMount[] = [];
     try {
       this.o.rfs.replicated.forEach((r, i) => {
-        for (const t of r.toCheck) {
-          try {
-            lstatSync(join(r.dir, t.path));
-          } catch {
-            throw new Error(`<tocheck path="${t.path}">: ${join(r.dir, t.path)} does not exist (is the filesystem of ${r.dir} mounted?)`);
-          }
-        }
         const m = this.o.native.mount({
           mountPoint: r.dir,
           fsName: this.o.module,
@@ -206,7 +275,7 @@ export class RfsRuntime implements ReplicationPort {
         reply: (job, errno) => mounts[i]?.reply(job, errno),
       })),
       journal: this.journal,
-      blockBytes: 1024 * 1024,
+      blockBytes: COMPARE_BLOCK_BYTES,
       nbrei: Math.max(1, this.o.rfs.nbrei),
       reiBytesPerS: (this.o.rfs.reiallowedbwKbps ?? 0) * 1024,
       uncleanGraceMs: UNCLEAN_GRACE_MS,
@@ -222,6 +291,8 @@ export class RfsRuntime implements ReplicationPort {
         lost: (reason) => {
           this.o.log('E', `Replication to ${this.o.peer} interrupted: ${reason}; changes are recorded for its reintegration`);
           this.scheduleConnect();
+          // The peer no longer has every write: the machine must not let it take over as it is.
+          if (this.role === 'prim') this.report?.({ uptodate: true, reintegrationInterrupted: false, lastSyncMs: this.record.get().lastSyncMs, peerLost: true });
         },
       },
     });
@@ -233,7 +304,23 @@ export class RfsRuntime implements ReplicationPort {
       }
     }, SYNC_MARK_INTERVAL_MS);
     this.markTimer.unref();
+    // Checked ten times per limit, at most once per second.
+    const watchMs = Math.max(100, Math.min(1000, Math.min(this.o.rfs.sendtimeoutMs, this.o.rfs.locktimeoutMs) / 10));
+    this.watchTimer = setInterval(() => this.watch(), watchMs);
+    this.watchTimer.unref();
     this.connect();
+  }
+
+  /** The stall watchdog's periodic check (see the header). */
+  private watch(): void {
+    const s = this.source;
+    if (!s || !s.connected) return this.watchdog.reset();
+    const why = this.watchdog.check(s.progress(), performance.now());
+    if (!why) return;
+    this.watchdog.reset();
+    this.lastStall = { atMs: Date.now(), reason: why };
+    this.o.log('E', `Replication to ${this.o.peer} stalled: ${why}; the primary goes on without it`);
+    s.detach(`stalled: ${why}`);
   }
 
   private scheduleConnect(): void {
@@ -249,32 +336,25 @@ export class RfsRuntime implements ReplicationPort {
     const source = this.source;
     if (!source || source.connected) return;
     connectLink({ host: this.o.peerAddr, port: this.o.port, localAddress: this.o.localAddr, moduleKey: this.o.moduleKey, module: this.o.module, node: this.o.self, timeoutMs: 3000 })
-      .then((link) => {
+      .then(async (link) => {
         if (this.source !== source) return link.close();
-        link.send({ type: 'hello', version: PROTOCOL_VERSION, module: this.o.module, node: this.o.self, session: String(this.roleEpoch) });
-        let done = false;
-        link.onFrame((f) => {
-          if (done) return;
-          done = true;
-          if (f.type !== 'welcome' || f.version !== PROTOCOL_VERSION) {
-            this.o.log('E', `replication: the secondary answered ${f.type}, expected welcome v${PROTOCOL_VERSION}`);
-            link.close();
-            return;
-          }
-          let state: TargetState;
-          try {
-            state = parseTargetState(f.state);
-          } catch (e) {
-            this.o.log('E', `replication: the secondary's welcome is malformed: ${(e as Error).message}`);
-            link.close();
-            return;
-          }
-          this.o.log('I', `Replication link to ${this.o.peer} established`);
-          source.attach(link, state);
-        });
-        link.onClose(() => {
-          if (!done) this.scheduleConnect();
-        });
+        let state: TargetState;
+        try {
+          state = await greetSecondary(link, { module: this.o.module, node: this.o.self, session: String(this.roleEpoch) }, this.o.peer);
+        } catch (e) {
+          // Nothing was attached: the journal, the record and the held calls are as they were.
+          link.close();
+          const message = (e as Error).message;
+          if (this.handshakeError !== message) this.o.log('E', `${message}; retrying every ${CONNECT_RETRY_MS / 1000} s`);
+          this.handshakeError = message;
+          this.scheduleConnect();
+          return;
+        }
+        if (this.source !== source || source.connected) return link.close();
+        this.handshakeError = null;
+        this.o.log('I', `Replication link to ${this.o.peer} established`);
+        this.watchdog.reset();
+        source.attach(link, state);
       })
       .catch(() => this.scheduleConnect());
   }
@@ -284,8 +364,10 @@ export class RfsRuntime implements ReplicationPort {
     this.source = null;
     if (this.connectTimer) clearTimeout(this.connectTimer);
     if (this.markTimer) clearInterval(this.markTimer);
+    if (this.watchTimer) clearInterval(this.watchTimer);
     this.connectTimer = null;
     this.markTimer = null;
+    this.watchTimer = null;
     if (s) {
       const inSync = s.inSync;
       s.detach('primary role ended');
@@ -315,11 +397,13 @@ export class RfsRuntime implements ReplicationPort {
       events: {
         syncBegan: (syncId, scope) => {
           this.record.update({ syncId: null });
+          this.receiving = { scope, sinceMs: performance.now() };
           this.o.log('I', `Reintegration from ${this.o.peer} began: ${scope} (${syncId})`);
           this.report?.({ uptodate: false, reintegrationInterrupted: false, lastSyncMs: this.record.get().lastSyncMs });
         },
         synced: (syncId, lastSyncMs) => {
           this.record.update({ syncId, lastSyncMs });
+          this.receiving = null;
           this.o.log('I', 'Reintegration ended: this node is a faithful copy');
           this.report?.({ uptodate: true, reintegrationInterrupted: false, lastSyncMs });
         },
@@ -330,6 +414,7 @@ export class RfsRuntime implements ReplicationPort {
         },
         diverged: (reason) => {
           this.record.update({ syncId: null });
+          this.receiving = null;
           this.o.log('E', `Replication: this secondary is no longer a faithful copy: ${reason}`);
           this.report?.({ uptodate: false, reintegrationInterrupted: false, lastSyncMs: this.record.get().lastSyncMs });
         },
@@ -355,7 +440,9 @@ export class RfsRuntime implements ReplicationPort {
           this.targetLink = link;
           this.target.attach(link, currentState());
           link.onClose(() => {
-            if (this.targetLink === link) this.targetLink = null;
+            if (this.targetLink !== link) return;
+            this.targetLink = null;
+            this.receiving = null;
           });
         },
         onReject: (why) => this.o.log('E', `replication: connection refused: ${why}`),
@@ -367,6 +454,7 @@ export class RfsRuntime implements ReplicationPort {
   }
 
   private stopTarget(): void {
+    this.receiving = null;
     if (!this.target && !this.server) return;
     this.server?.close();
     this.server = null;
@@ -407,24 +495,171 @@ export class RfsRuntime implements ReplicationPort {
     return out;
   }
 
+  // ------------------------------------------------------------------------------- rfsverify, rfsdiff
+
+  /** Answers the peer's comparisons (verify.ts) while the engine is open, whatever the role. */
+  private async listenVerify(): Promise<void> {
+    const port = this.o.port + VERIFY_PORT_OFFSET;
+    try {
+      const server = await listenLinks({
+        host: this.o.localAddr,
+        port,
+        moduleKey: this.o.moduleKey,
+        module: verifyLinkName(this.o.module),
+        peerNode: this.o.peer,
+        onLink: (link) => this.answerVerify(link),
+        onReject: (why) => this.o.log('E', `verify link: connection refused: ${why}`),
+      });
+      if (this.closed) server.close();
+      else this.verifyServer = server;
+    } catch (e) {
+      this.o.log('E', `rfsverify/rfsdiff: cannot listen on ${this.o.localAddr}:${port} (${(e as Error).message}): ${this.o.peer} cannot compare its data with this node's`);
+    }
+  }
+
+  private answerVerify(link: FrameLink): void {
+    let fds: number[];
+    try {
+      fds = this.openRoots();
+    } catch (e) {
+      this.o.log('E', `verify link from ${link.remote}: ${(e as Error).message}`);
+      return link.close();
+    }
+    answerVerifyLink(link, {
+      fs: this.o.native.fs,
+      roots: fds.map((rootFd) => ({ rootFd })),
+      node: this.o.self,
+      welcome: { node: this.o.self, role: this.role, lastReintegration: this.lastResync ? { bytesSent: this.lastResync.bytesSent, durationMs: this.lastResync.durationMs } : null },
+      log: (level, message) => this.o.log(level, message),
+      onEnd: () => fds.forEach((fd) => closeSync(fd)),
+    });
+  }
+
+  /**
+   * A descriptor of each replicated directory's real data, this session's own: the mount's root reopened
+   * (it stays valid if the mount goes meanwhile), or the plain directory while nothing is mounted.
+   */
+  private openRoots(): number[] {
+    const fds: number[] = [];
+    try {
+      this.o.rfs.replicated.forEach((r, i) => {
+        const m = this.mounts?.[i];
+        fds.push(m ? this.o.native.fs.openAt(m.rootFd, '', C.O_RDONLY | C.O_DIRECTORY, 0) : this.o.native.openRoot(r.dir));
+      });
+    } catch (e) {
+      fds.forEach((fd) => closeSync(fd));
+      throw new StayupError('IO', `cannot open the replicated directories: ${(e as Error).message}`);
+    }
+    return fds;
+  }
+
+  /**
+   * rfsverify (on the secondary: what differs from the primary) or rfsdiff (on the primary: what a
+   * reintegration of the secondary would send, and how long it would take): the full comparison against the
+   * peer's answers, reported.
+   */
+  async compareReplicas(mode: CompareMode): Promise<ReplicaComparison> {
+    const want: ReplicationRole = mode === 'verify' ? 'second' : 'prim';
+    if (this.role !== want) {
+      throw new StayupError(
+        'RFS_WRONG_ROLE',
+        mode === 'verify'
+          ? `rfsverify runs on the secondary, and this node's replication role is ${this.role}: run it on ${this.o.peer} ("stayup -H ${this.o.peer} rfsverify -m ${this.o.module}")`
+          : `rfsdiff runs on the primary (ALONE or PRIM), and this node's replication role is ${this.role}: run it on ${this.o.peer} ("stayup -H ${this.o.peer} rfsdiff -m ${this.o.module}")`,
+      );
+    }
+    if (this.comparing) throw new StayupError('RFS_BUSY', `module ${this.o.module}: a comparison of the replicas is already running`);
+    this.comparing = true;
+    const startedMs = performance.now();
+    const port = this.o.port + VERIFY_PORT_OFFSET;
+    let fds: number[] = [];
+    let link: FrameLink | null = null;
+    try {
+      fds = this.openRoots();
+      try {
+        link = await connectLink({ host: this.o.peerAddr, port, localAddress: this.o.localAddr, moduleKey: this.o.moduleKey, module: verifyLinkName(this.o.module), node: this.o.self, timeoutMs: 3000 });
+      } catch (e) {
+        throw new StayupError(
+          'REPLICATION_PEER_UNREACHABLE',
+          `${this.o.peer} cannot be reached for the comparison (${(e as Error).message}): is module ${this.o.module} started on ${this.o.peer}?`,
+        );
+      }
+      const welcome = await greetPeer(link, { module: this.o.module, node: this.o.self, session: 'verify' }, { peer: this.o.peer, timeoutMs: WELCOME_TIMEOUT_MS });
+      const remote = new RemoteReplica(this.o.peer, link, this.o.rfs.reitimeoutMs);
+      const local = new LocalReplica(this.o.self, fds.map((fd) => `/proc/self/fd/${fd}`));
+      const result = await compareReplicas({
+        source: mode === 'diff' ? local : remote,
+        copy: mode === 'diff' ? remote : local,
+        dirs: this.o.rfs.replicated.map((r) => ({ dir: r.dir, filter: new ReplicationFilter(r.notReplicated) })),
+      });
+      // The source's last reintegration says how fast one goes; rfsverify learns it from the welcome.
+      const measured = mode === 'diff' ? this.lastResync : measuredIn(welcome);
+      const rate = resyncRate(measured, (this.o.rfs.reiallowedbwKbps ?? 0) * 1024);
+      return {
+        module: this.o.module,
+        mode,
+        ...result,
+        rate,
+        estimatedMs: rate ? Math.round((result.bytesToSend * 1000) / rate.bytesPerS) : null,
+        durationMs: Math.round(performance.now() - startedMs),
+      };
+    } finally {
+      link?.close();
+      fds.forEach((fd) => closeSync(fd));
+      this.comparing = false;
+    }
+  }
+
   async close(): Promise<void> {
+    this.closed = true;
+    this.verifyServer?.close();
+    this.verifyServer = null;
     this.setRole('off', 'none', () => {});
     await this.unmountAll();
     this.journal.close();
   }
 }
 
-function parseTargetState(text: string): TargetState {
-  const v = JSON.parse(text) as Record<string, unknown>;
+/**
+ * The primary's side of the replication link's handshake: the secondary's welcome state, checked field by
+ * field. REPLICATION_PROTOCOL when it is malformed (nothing is attached then).
+ */
+export async function greetSecondary(link: FrameLink, hello: { module: string; node: string; session: string }, peer: string, timeoutMs = WELCOME_TIMEOUT_MS): Promise<TargetState> {
+  return parseTargetState(await greetPeer(link, hello, { peer, timeoutMs }), peer);
+}
+
+function parseTargetState(v: Record<string, unknown>, peer: string): TargetState {
+  const bad = (field: string, what: string): StayupError => protocolError(peer, `welcome state field "${field}" ${what}`);
   const sync = v['sync'];
-  if (sync !== 'incremental' && sync !== 'full' && sync !== 'none') throw new Error(`sync "${String(sync)}"`);
-  const hints = Array.isArray(v['hints']) ? v['hints'].filter((h): h is string => typeof h === 'string') : [];
+  if (sync !== 'incremental' && sync !== 'full' && sync !== 'none') throw bad('sync', `is ${JSON.stringify(sync) ?? 'missing'}, expected "incremental", "full" or "none"`);
+  const syncId = v['syncId'] ?? null;
+  if (syncId !== null && typeof syncId !== 'string') throw bad('syncId', 'is not a string or null');
+  const lastSyncMs = v['lastSyncMs'] ?? null;
+  if (lastSyncMs !== null && (typeof lastSyncMs !== 'number' || !Number.isFinite(lastSyncMs))) throw bad('lastSyncMs', 'is not a number or null');
+  const hints = v['hints'] ?? [];
+  if (!Array.isArray(hints) || hints.some((h) => typeof h !== 'string')) throw bad('hints', 'is not a list of paths');
+  if (hints.length > MAX_HINTS) throw bad('hints', `lists ${hints.length} paths, more than ${MAX_HINTS}`);
   return {
     sync,
-    syncId: typeof v['syncId'] === 'string' ? v['syncId'] : null,
+    syncId,
     clean: v['clean'] === true,
-    lastSyncMs: typeof v['lastSyncMs'] === 'number' ? v['lastSyncMs'] : null,
-    hints,
+    lastSyncMs,
+    hints: hints as string[],
     hintsOverflow: v['hintsOverflow'] === true,
   };
+}
+
+/** The last reintegration the peer sent, from its verify welcome (absent or malformed: unknown). */
+function measuredIn(welcome: Record<string, unknown>): { bytesSent: number; durationMs: number } | null {
+  const m = welcome['lastReintegration'] as { bytesSent?: unknown; durationMs?: unknown } | null | undefined;
+  if (!m || typeof m.bytesSent !== 'number' || typeof m.durationMs !== 'number') return null;
+  return { bytesSent: m.bytesSent, durationMs: m.durationMs };
+}
+
+/** The reintegration rate to expect: the measured one, capped by reiallowedbw when set. */
+function resyncRate(measured: { bytesSent: number; durationMs: number } | null, capBytesPerS: number): ReplicaComparison['rate'] {
+  const m = measured && measured.bytesSent >= RATE_MIN_BYTES && measured.durationMs > 0 ? (measured.bytesSent * 1000) / measured.durationMs : null;
+  if (m !== null && (!capBytesPerS || m <= capBytesPerS)) return { bytesPerS: Math.round(m), from: 'last reintegration' };
+  if (capBytesPerS) return { bytesPerS: capBytesPerS, from: 'reiallowedbw' };
+  return null;
 }

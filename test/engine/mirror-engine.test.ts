@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
 import { MemoryHeartbeatNetwork } from '../../src/heartbeat/memory.ts';
 import { generateModuleKey } from '../../src/heartbeat/module-key.ts';
-import { MirrorEngine, noReplication, realClock, type EngineClock, type ScriptPort, type VipPort } from '../../src/engine/mirror-engine.ts';
+import { MirrorEngine, noReplication, realClock, type EngineClock, type ReplicationPort, type ReplicationReport, type ScriptPort, type VipPort } from '../../src/engine/mirror-engine.ts';
 import type { PreciseTimer } from '../../src/util/scheduler.ts';
 import type { MirrorRecordStore } from '../../src/engine/mirror-store.ts';
 import type { MirrorConfig, MirrorPersisted } from '../../src/mirror/types.ts';
@@ -111,7 +111,28 @@ function config(self: string, peer: string, o: Partial<MirrorConfig> = {}): Mirr
   };
 }
 
-function makeNode(net: MemoryHeartbeatNetwork, clock: ManualClock, key: Buffer, self: string, peer: string, journal: string[], o: Partial<MirrorConfig> = {}): Node {
+/**
+ * A replication layer that does what it is told and reports when the test says so: a secondary's
+ * reintegration ends at finish(); report() sends anything (a primary's peerLost).
+ */
+class ReplicationTwin implements ReplicationPort {
+  role = 'off';
+  reports: Array<(r: ReplicationReport) => void> = [];
+  constructor(
+    private readonly name: string,
+    private readonly journal: string[],
+  ) {}
+  setRole(role: 'prim' | 'second' | 'off', sync: string, report: (r: ReplicationReport) => void): void {
+    this.role = role;
+    this.reports.push(report);
+    this.journal.push(`${this.name} replication ${role} ${sync}`);
+  }
+  report(r: Partial<ReplicationReport>): void {
+    this.reports[this.reports.length - 1]!({ uptodate: true, reintegrationInterrupted: false, lastSyncMs: 1, ...r });
+  }
+}
+
+function makeNode(net: MemoryHeartbeatNetwork, clock: ManualClock, key: Buffer, self: string, peer: string, journal: string[], o: Partial<MirrorConfig> = {}, replication?: ReplicationPort): Node {
   const n = { name: self, journal, vipUp: false } as Node;
   const store = {
     record: null as MirrorPersisted | null,
@@ -144,18 +165,18 @@ function makeNode(net: MemoryHeartbeatNetwork, clock: ManualClock, key: Buffer, 
     },
   };
   const channel = net.transport({ moduleId: 1, moduleKey: key, node: self, peer, lans: ['default'], now: () => clock.now });
-  n.engine = new MirrorEngine({ module: 'm', config: config(self, peer, o), channel, vip, scripts, replication: noReplication(() => clock.now), store, log: (level, source, message) => journal.push(`${self} log ${level} ${message}`), clock });
+  n.engine = new MirrorEngine({ module: 'm', config: config(self, peer, o), channel, vip, scripts, replication: replication ?? noReplication(() => clock.now), store, log: (level, source, message) => journal.push(`${self} log ${level} ${message}`), clock });
   n.engine.start();
   return n;
 }
 
-function pair(o: { precise?: boolean; config?: Partial<MirrorConfig> } = {}): { clock: ManualClock; net: MemoryHeartbeatNetwork; a: Node; b: Node; journal: string[] } {
+function pair(o: { precise?: boolean; config?: Partial<MirrorConfig>; replication?: [ReplicationPort, ReplicationPort] } = {}): { clock: ManualClock; net: MemoryHeartbeatNetwork; a: Node; b: Node; journal: string[] } {
   const clock = new ManualClock(o.precise ?? false);
   const net = new MemoryHeartbeatNetwork({ now: () => clock.now, wallClock: () => 1_700_000_000_000 + clock.now, schedule: (fn, ms) => void clock.setTimeout(fn, Math.max(1, ms)), delayMs: 1 });
   const key = generateModuleKey();
   const journal: string[] = [];
-  const a = makeNode(net, clock, key, 'n1', 'n2', journal, o.config);
-  const b = makeNode(net, clock, key, 'n2', 'n1', journal, o.config);
+  const a = makeNode(net, clock, key, 'n1', 'n2', journal, o.config, o.replication?.[0]);
+  const b = makeNode(net, clock, key, 'n2', 'n1', journal, o.config, o.replication?.[1]);
   clock.idle = async () => {
     await Promise.all([a.engine.settled(), b.engine.settled()]);
   };
@@ -202,6 +223,61 @@ describe('mirror engine (the daemon shell) over in-memory twins', () => {
     assert.equal(b.engine.status().state, 'ALONE');
     assert.ok(tookOverAt - cutAt >= 1000 - 100 && tookOverAt - cutAt <= 1300, `took over ${tookOverAt - cutAt} ms after the cut`);
     assert.equal(b.vipUp, true);
+  });
+
+  /** n1 PRIM with replicated data, n2 SECOND(Ready): released, it may take over. */
+  async function mirroredPair(): Promise<{ clock: ManualClock; a: Node; b: Node; journal: string[]; ra: ReplicationTwin; rb: ReplicationTwin }> {
+    const journal: string[] = [];
+    const ra = new ReplicationTwin('n1', journal);
+    const rb = new ReplicationTwin('n2', journal);
+    const p = pair({ config: { replicatedData: true }, replication: [ra, rb] });
+    p.journal.push = (...l: string[]) => journal.push(...l);
+    void p.a.engine.command('prim');
+    await p.clock.advance(1500);
+    void p.b.engine.command('start');
+    await p.clock.advance(2000);
+    assert.equal(rb.role, 'second', journal.join('\n'));
+    rb.report({ uptodate: true });
+    await p.clock.advance(500);
+    assert.deepEqual([p.a.engine.status().state, p.b.engine.status().state, p.b.engine.status().qualifier], ['PRIM', 'SECOND', 'Ready'], journal.join('\n'));
+    return { clock: p.clock, a: p.a, b: p.b, journal, ra, rb };
+  }
+
+  it('the replication to a released secondary breaks off (peerLost): the primary goes ALONE and pairs again only after a new reintegration', async () => {
+    const { clock, a, b, journal, ra, rb } = await mirroredPair();
+    const from = journal.length;
+    ra.report({ peerLost: true });
+    await clock.advance(300);
+    const after = journal.slice(from);
+    // The release is withdrawn: this node can prove its data alone again, and the secondary may not take over.
+    assert.ok(after.includes('n1 log I The replication to the secondary broke off: going on alone until it reintegrates'), after.join('\n'));
+    assert.ok(after.some((l) => /^n1 persist uptodate=true/.test(l)), after.join('\n'));
+    assert.ok(after.some((l) => l.startsWith('n1 log E Local state ALONE Ready')), after.join('\n'));
+    // The secondary saw the release go and started a new reintegration; until it ends it is not Ready.
+    assert.ok(after.filter((l) => l === 'n2 replication second incremental').length >= 1, after.join('\n'));
+    assert.equal(b.engine.status().qualifier, 'Transient');
+    assert.equal(a.engine.status().state, 'PRIM', 'paired again with the new episode');
+    assert.equal(a.engine.status().persisted.uptodate, true, 'not released before the new reintegration ends');
+    rb.report({ uptodate: true });
+    await clock.advance(500);
+    assert.deepEqual([a.engine.status().state, b.engine.status().state, b.engine.status().qualifier], ['PRIM', 'SECOND', 'Ready'], journal.slice(from).join('\n'));
+    assert.equal(a.engine.status().persisted.uptodate, false, 'released again once the secondary reintegrated');
+  });
+
+  it('peerLost while the secondary is still reintegrating (not released) leaves the primary PRIM', async () => {
+    const journal: string[] = [];
+    const ra = new ReplicationTwin('n1', journal);
+    const rb = new ReplicationTwin('n2', journal);
+    const { clock, a, b } = pair({ config: { replicatedData: true }, replication: [ra, rb] });
+    void a.engine.command('prim');
+    await clock.advance(1500);
+    void b.engine.command('start');
+    await clock.advance(2000);
+    assert.equal(b.engine.status().qualifier, 'Transient');
+    ra.report({ peerLost: true });
+    await clock.advance(500);
+    assert.equal(a.engine.status().state, 'PRIM', journal.join('\n'));
+    assert.ok(!journal.some((l) => l.startsWith('n1 log E Local state ALONE')), journal.join('\n'));
   });
 
   it('after a split brain the primary that stays announces its virtual IP again', async () => {

@@ -21,15 +21,24 @@ const COMMANDS: Array<{ name: Exclude<MirrorCommandName, 'swap'>; help: string; 
 ];
 
 /** A wait is a series of long polls of at most this long, so proxies and the daemon never hold one for long. */
-const POLL_MS = 60_000;
+export const WAIT_SLICE_MS = 60_000;
+/**
+ * How much longer than its slice the CLI waits for one long poll's answer: the daemon answers
+ * WAIT_TIMEOUT at the end of the slice, and that answer must arrive before the CLI gives up on the
+ * connection (with equal times the CLI lost the race and said "cannot reach the stayup daemon").
+ */
+export const WAIT_ANSWER_GRACE_MS = 15_000;
 
-async function waitFor(c: NodeClient, module: string, states: string[], timeoutMs: number | undefined): Promise<ModuleStatus> {
+/** Waits until the module is stable in one of `states`, in long polls of `sliceMs`; WAIT_TIMEOUT after `timeoutMs`. */
+export async function waitForState(c: NodeClient, module: string, states: string[], timeoutMs: number | undefined, sliceMs = WAIT_SLICE_MS): Promise<ModuleStatus> {
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
   for (;;) {
     const left = deadline - Date.now();
-    const slice = Math.max(0, Math.min(POLL_MS, left));
+    const slice = Math.round(Math.max(0, Math.min(sliceMs, left)));
     try {
-      return await c.call<ModuleStatus>('GET', `/api/v1/modules/${encodeURIComponent(module)}/wait?states=${states.join(',')}&timeoutMs=${Math.round(slice)}`);
+      return await c.call<ModuleStatus>('GET', `/api/v1/modules/${encodeURIComponent(module)}/wait?states=${states.join(',')}&timeoutMs=${slice}`, undefined, {
+        timeoutMs: slice + WAIT_ANSWER_GRACE_MS,
+      });
     } catch (e) {
       if (!(e instanceof StayupError) || e.code !== 'WAIT_TIMEOUT' || Date.now() >= deadline) throw e;
     }
@@ -97,7 +106,7 @@ export function registerControlCommands(program: Command): void {
       .option('-t, --timeout <seconds>', 'give up after this many seconds (exit 1, WAIT_TIMEOUT)')
       .action(async (opts: { module?: string; timeout?: string }, c: Command) => {
         process.exitCode = await runOnTargets({ hosts: hostsOf(c) }, async (client) => {
-          const s = await waitFor(client, moduleName(opts.module), w.states, parseTimeout(opts.timeout));
+          const s = await waitForState(client, moduleName(opts.module), w.states, parseTimeout(opts.timeout));
           return line(s, null);
         });
       });
@@ -110,7 +119,7 @@ export function registerControlCommands(program: Command): void {
     .option('-t, --timeout <seconds>', 'give up after this many seconds (exit 1, WAIT_TIMEOUT)')
     .action(async (state: string, opts: { module?: string; timeout?: string }, c: Command) => {
       process.exitCode = await runOnTargets({ hosts: hostsOf(c) }, async (client) => {
-        const s = await waitFor(client, moduleName(opts.module), state.toUpperCase().split(','), parseTimeout(opts.timeout));
+        const s = await waitForState(client, moduleName(opts.module), state.toUpperCase().split(','), parseTimeout(opts.timeout));
         return line(s, null);
       });
     });

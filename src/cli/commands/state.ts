@@ -8,6 +8,7 @@ import { runOnTargets, table, moduleName, errorText, exitCodeOf, hostsOf } from 
 import { stateExitCodes, type ModuleStatus } from '../../daemon/module-manager.ts';
 import { formatRecord, type LogRecord } from '../../logs/module-log.ts';
 import { installTls } from '../../daemon/tls.ts';
+import { replicationLines } from './replication.ts';
 
 
 
@@ -35,6 +36,7 @@ export function registerStateCommands(program: Command): void {
             lines.push(`vip: ${m.vip ? 'up' : 'down'}`, `ready: ${m.ready ? 'yes' : 'no'}`);
             for (const c of m.checkers) lines.push(`${c.name}: ${c.up ? 'up' : 'down'} (${c.reason})`);
             lines.push(`data: ${m.persisted.uptodate ? 'uptodate' : 'not provably uptodate'}${m.persisted.lastPrim ? ', last primary' : ''}${m.persisted.reintegrationInterrupted ? ', reintegration interrupted' : ''}`);
+            if (m.replication) lines.push(...replicationLines(m.replication));
             if (m.faulted) lines.push(`faulted: ${m.faulted}`);
           }
           return base + lines.join('\n') + '\n';
