@@ -20,6 +20,9 @@ export interface FrameLink {
   /** Called once, when the link ends for any reason (error null on a clean end). */
   onClose(fn: (error: Error | null) => void): void;
   close(): void;
+  /** Stops reading (the receiver cannot keep up); resume() reads again. Optional: an in-memory twin has none. */
+  pause?(): void;
+  resume?(): void;
   readonly remote: string;
 }
 
@@ -96,6 +99,14 @@ class SocketLink implements FrameLink {
   close(): void {
     this.socket.end();
     setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
   }
 
   private finish(error: Error | null): void {

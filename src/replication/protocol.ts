@@ -144,6 +144,13 @@ export function encodeFrame(frame: Frame): Buffer[] {
   return tail.length ? [head, ...tail] : [head];
 }
 
+/** A frame that crossed a thread (structured cloning turns its Buffers into plain Uint8Arrays), as decoded. */
+export function reviveBuffers(f: Frame): Frame {
+  const o = f as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(o)) if (v instanceof Uint8Array && !Buffer.isBuffer(v)) o[k] = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  return f;
+}
+
 /** Decodes one frame body (type byte + fields, without the length prefix). */
 export function decodeFrame(body: Buffer): Frame {
   if (body.length < 1) throw new ProtocolError('empty frame');

@@ -93,8 +93,11 @@ const WRITE_CHUNK_BYTES = 1024 * 1024;
  * stays one mark per zone, and what crosses the network is the changed blocks, not the zones.
  */
 export const ZONE_SUM_BLOCK_BYTES = 64 * 1024;
-/** One checksum request covers at most this much of a file (its answer is 4 KiB per 256 MiB at 1 MiB blocks). */
-const SUM_WINDOW_BYTES = 64 * 1024 * 1024;
+/**
+ * One checksum request covers at most this much of a file: its answer stays small, and each node hashes it in
+ * about 10 ms, a pause of its event loop (the live stream waits meanwhile) that a whole big file would make long.
+ */
+export const SUM_WINDOW_BYTES = 16 * 1024 * 1024;
 
 export class ReplicationSource {
   private link: FrameLink | null = null;

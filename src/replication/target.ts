@@ -1,31 +1,31 @@
-// The secondary's end of the replication stream: applies the primary's frames, in order, to the real data
-// underneath its (read-only) mount, acknowledges them, and answers the reintegration's questions (a
-// directory's entries, a file's block checksums).
+// The secondary's end of the replication stream: receives the primary's frames, acknowledges them, and has
+// them applied, in order, to the real data underneath its (read-only) mount by a FrameApplier: on the apply
+// worker's thread (apply-worker.ts, the default) or inline on this thread.
 //
-// Acknowledgement (<rfs async>): "second" acknowledges frames as soon as they are received (before they
-// are applied); "none" only after they are applied, an fsync frame after the data reached the disk.
-// A frame that cannot be applied while this node claims to be a faithful copy makes it unfaithful: it
-// answers `fail`, forgets its sync point and reports "not up to date" (the next reintegration repairs it).
+// Acknowledgement (<rfs async>): "second" acknowledges frames as soon as they are received, before they are
+// applied (with the worker, this thread stays free to do so while the disk is busy); "none" only after they
+// are applied, an fsync frame after the data reached the disk. A frame that cannot be applied while this
+// node claims to be a faithful copy makes it unfaithful: it answers `fail`, forgets its sync point and
+// reports "not up to date" (the next reintegration repairs it).
+//
+// Order and durability: every frame received is applied, in the order received, across connections too
+// (one applier). A syncBegin is reported (events.syncBegan) when it is received, before anything after it is
+// applied. closeFds() returns only once everything received is applied and its results delivered: a node
+// that stops being the secondary (a takeover above all) never has the old stream still writing underneath.
 
-import { createHash } from 'node:crypto';
-import { closeSync, constants as C, readSync, fstatSync, ftruncateSync, fdatasyncSync } from 'node:fs';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { FrameLink } from './link.ts';
-import { errCode, type PeerFs, type StatNs } from './peer-fs.ts';
-import { packEntries, PROTOCOL_VERSION, type EntryType, type Frame } from './protocol.ts';
-import { replPathProblem, splitReplPath } from './paths.ts';
+import { BatchApplier, FrameApplier, frameBytes, type ApplyResult, type TargetRoot } from './frame-applier.ts';
+import type { PeerFs } from './peer-fs.ts';
+import { PROTOCOL_VERSION, reviveBuffers, type Frame } from './protocol.ts';
 
-/** Block checksums: the first 16 bytes of SHA-256 (SHA-NI makes it ~1.4 GiB/s here). */
-export const SUM_BYTES = 16;
-export function blockSum(data: Buffer): Buffer {
-  return createHash('sha256').update(data).digest().subarray(0, SUM_BYTES);
-}
+export { blockSum, readFully, SUM_BYTES, type TargetRoot } from './frame-applier.ts';
 
-/** Descriptors kept open for writes: most applications write few files at a time. */
-const FD_CACHE_MAX = 128;
-
-export interface TargetRoot {
-  rootFd: number;
-}
+/** The link is not read while this much received data waits to be applied (the primary then waits). */
+const BACKLOG_PAUSE_BYTES = 64 * 1024 * 1024;
+const BACKLOG_RESUME_BYTES = 16 * 1024 * 1024;
+/** closeFds() stops waiting for the apply worker after this long (a disk that hangs): said in the log. */
+const DRAIN_TIMEOUT_MS = 120_000;
 
 export interface TargetEvents {
   /** The reintegration `syncId` ended: this node is a faithful copy as of lastSyncMs (persist, then report). */
@@ -39,14 +39,27 @@ export interface TargetEvents {
   log(level: 'I' | 'E', message: string): void;
 }
 
+/** The apply worker and the two ways back from it: its results port, and a flag for waiting synchronously. */
+interface ApplyWorker {
+  worker: Worker;
+  results: MessagePort;
+  flag: Int32Array;
+  seq: number;
+}
+
 export class ReplicationTarget {
-  private received = 0n;
-  private applied = 0n;
-  private queue: Frame[] = [];
-  private draining = false;
-  private readonly fds = new Map<string, number>();
-  private diverged = false;
   private link: FrameLink | null = null;
+  /** Numbers the links: results of an earlier link's frames do not act on the current one. */
+  private gen = 0;
+  private received = 0n;
+  private batch: Frame[] = [];
+  private diverged = false;
+  private backlog = 0;
+  private paused: FrameLink | null = null;
+  private worker: ApplyWorker | null = null;
+  private readonly inline: BatchApplier | null;
+  /** closeFds() was called: frames still arriving on the link (it closes asynchronously) are not applied. */
+  private ended = false;
 
   constructor(
     private readonly o: {
@@ -55,18 +68,24 @@ export class ReplicationTarget {
       async: 'second' | 'none';
       node: string;
       events: TargetEvents;
+      /** 'worker' (default): frames are applied on the apply worker's thread; 'inline': on this one. */
+      applyIn?: 'worker' | 'inline';
     },
-  ) {}
+  ) {
+    this.inline = o.applyIn === 'inline' ? new BatchApplier(new FrameApplier({ fs: o.fs, roots: o.roots, async: o.async }), (r) => this.onResult(r)) : null;
+  }
 
   /** Serves one connection from the primary; `state` is what the welcome tells it (sync wanted, sync point). */
   attach(link: FrameLink, state: Record<string, unknown>): void {
+    this.flush();
+    this.ended = false;
     this.link = link;
+    const gen = ++this.gen;
     this.received = 0n;
-    this.applied = 0n;
-    this.queue = [];
     this.diverged = false;
     let greeted = false;
     link.onFrame((f) => {
+      if (this.gen !== gen || this.ended) return;
       if (!greeted) {
         if (f.type !== 'hello' || f.version !== PROTOCOL_VERSION) {
           this.o.events.log('E', `replication: the peer's first frame is ${f.type}${f.type === 'hello' ? ` v${f.version}` : ''}, expected hello v${PROTOCOL_VERSION}`);
@@ -78,357 +97,141 @@ export class ReplicationTarget {
         return;
       }
       this.received++;
-      this.queue.push(f);
-      if (!this.draining) {
-        this.draining = true;
-        // Everything that arrived in this chunk is acknowledged (async="second") and applied together.
-        queueMicrotask(() => this.drain(link));
-      }
+      // Persisted before anything after it is applied.
+      if (f.type === 'syncBegin') this.o.events.syncBegan(f.syncId, f.scope);
+      this.batch.push(f);
+      // Everything that arrived in this chunk is acknowledged (async="second") and handed over together.
+      if (this.batch.length === 1) queueMicrotask(() => this.flush());
     });
     link.onClose(() => {
-      if (this.link === link) this.link = null;
-      this.closeFds();
+      if (this.link !== link) return;
+      this.flush();
+      this.link = null;
+      if (this.inline) this.inline.closeFds();
+      else this.worker?.worker.postMessage({ t: 'closeFds' });
     });
   }
 
-  /** Closes every cached descriptor (end of a connection, stop). */
+  /**
+   * Applies everything received, closes every cached descriptor and ends the apply worker; returns when that
+   * is done (end of the secondary role).
+   */
   closeFds(): void {
-    for (const fd of this.fds.values()) closeSync(fd);
-    this.fds.clear();
+    this.flush();
+    this.ended = true;
+    if (this.inline) {
+      this.inline.closeFds();
+      return;
+    }
+    const w = this.worker;
+    if (!w) return;
+    w.worker.postMessage({ t: 'closeFds' });
+    this.drainWorker(w);
+    this.stopWorker(w);
   }
 
-  private drain(link: FrameLink): void {
-    this.draining = false;
+  private flush(): void {
+    const batch = this.batch;
+    if (batch.length === 0) return;
+    this.batch = [];
+    const link = this.link!;
     if (this.o.async === 'second') link.send({ type: 'ack', count: this.received });
-    const batch = this.queue;
-    this.queue = [];
-    for (const f of batch) {
-      if (this.link !== link) return;
-      this.applied++;
-      try {
-        this.apply(f, link);
-      } catch (e) {
-        this.fail(link, f, e as Error);
-        return;
-      }
+    if (this.inline) {
+      this.inline.apply(this.gen, batch);
+      return;
     }
-    if (this.o.async === 'none') link.send({ type: 'ack', count: this.applied });
-  }
-
-  private fail(link: FrameLink, f: Frame, e: Error): void {
-    const reason = `frame ${this.applied} (${f.type}${'path' in f ? ` ${f.path}` : ''}): ${errCode(e)} ${e.message}`;
-    if (!this.diverged) {
-      this.diverged = true;
-      this.o.events.diverged(reason);
-    }
-    link.send({ type: 'fail', count: this.applied, error: reason });
-    link.close();
-  }
-
-  private where(p: string): { root: number; rel: string } {
-    const problem = replPathProblem(p, this.o.roots.length);
-    if (problem) throw Object.assign(new Error(`path "${p}": ${problem}`), { code: 'EINVAL' });
-    const { dirIndex, rel } = splitReplPath(p);
-    return { root: this.o.roots[dirIndex]!.rootFd, rel };
-  }
-
-  private fdFor(p: string): number {
-    let fd = this.fds.get(p);
-    if (fd !== undefined) {
-      // LRU: most recently used last.
-      this.fds.delete(p);
-      this.fds.set(p, fd);
-      return fd;
-    }
-    const { root, rel } = this.where(p);
-    fd = this.o.fs.openAt(root, rel, C.O_WRONLY | C.O_NOFOLLOW, 0);
-    this.remember(p, fd);
-    return fd;
-  }
-
-  private remember(p: string, fd: number): void {
-    const old = this.fds.get(p);
-    if (old !== undefined && old !== fd) closeSync(old);
-    this.fds.delete(p);
-    this.fds.set(p, fd);
-    if (this.fds.size > FD_CACHE_MAX) {
-      const [oldest, ofd] = this.fds.entries().next().value as [string, number];
-      this.fds.delete(oldest);
-      closeSync(ofd);
+    for (const f of batch) this.backlog += frameBytes(f);
+    this.startWorker().worker.postMessage({ t: 'frames', gen: this.gen, frames: batch });
+    if (this.backlog > BACKLOG_PAUSE_BYTES && !this.paused && link.pause) {
+      link.pause();
+      this.paused = link;
     }
   }
 
-  /** A path and everything under it changed name or went away: its cached descriptors are stale. */
-  private forget(p: string): void {
-    for (const [k, fd] of this.fds) {
-      if (k === p || k.startsWith(`${p}/`)) {
-        closeSync(fd);
-        this.fds.delete(k);
-      }
-    }
-  }
-
-  private apply(f: Frame, link: FrameLink): void {
-    const fs = this.o.fs;
-    switch (f.type) {
-      case 'create': {
-        const { root, rel } = this.where(f.path);
-        this.forget(f.path);
-        const fd = fs.openAt(root, rel, C.O_WRONLY | C.O_CREAT | C.O_NOFOLLOW | (f.flags & C.O_TRUNC), f.mode & 0o7777);
-        this.remember(f.path, fd);
-        // Each attribute change is a journal transaction of its own, and this runs between the primary's
-        // fsyncs on a busy disk: only what differs is changed (a new file already has the mode asked for).
-        const st = fstatSync(fd);
-        const chown = st.uid !== f.uid || st.gid !== f.gid;
-        if (chown) fs.fchown(fd, f.uid, f.gid);
-        // chown clears set-ID bits
-        if (chown || (st.mode & 0o7777) !== (f.mode & 0o7777)) fs.fchmod(fd, f.mode & 0o7777);
-        fs.futimens(fd, null, f.mtimeNs);
-        return;
-      }
-      case 'write': {
-        const fd = this.fdFor(f.path);
-        fs.pwrite(fd, f.data, Number(f.offset));
-        fs.futimens(fd, null, f.mtimeNs);
-        if (f.sync && this.o.async === 'none') fdatasyncSync(fd);
-        return;
-      }
-      case 'mknod': {
-        const { root, rel } = this.where(f.path);
-        fs.mknodAt(root, rel, f.mode, f.rdev);
-        fs.chownAt(root, rel, f.uid, f.gid);
-        fs.chmodAt(root, rel, f.mode & 0o7777);
-        return;
-      }
-      case 'mkdir': {
-        const { root, rel } = this.where(f.path);
-        try {
-          fs.mkdirAt(root, rel, f.mode & 0o7777);
-        } catch (e) {
-          if (errCode(e) !== 'EEXIST' || fs.lstatAt(root, rel).type !== 'dir') throw e;
+  private onResult(r: ApplyResult): void {
+    const link = r.gen === this.gen ? this.link : null;
+    switch (r.t) {
+      case 'applied':
+        if (!this.inline) this.backlog -= r.bytes;
+        if (this.paused && this.backlog < BACKLOG_RESUME_BYTES) {
+          this.paused.resume?.();
+          this.paused = null;
         }
-        fs.chownAt(root, rel, f.uid, f.gid);
-        fs.chmodAt(root, rel, f.mode & 0o7777);
+        if (link && this.o.async === 'none' && !this.diverged) link.send({ type: 'ack', count: r.count });
         return;
-      }
-      case 'symlink': {
-        const { root, rel } = this.where(f.path);
-        fs.symlinkAt(f.target, root, rel);
-        fs.chownAt(root, rel, f.uid, f.gid);
+      case 'send':
+        link?.send(reviveBuffers(r.frame));
         return;
-      }
-      case 'link': {
-        const a = this.where(f.path);
-        const b = this.where(f.newPath);
-        if (a.root !== b.root) throw Object.assign(new Error('link across replicated directories'), { code: 'EXDEV' });
-        fs.linkAt(a.root, a.rel, b.rel);
-        return;
-      }
-      case 'unlink':
-      case 'rmdir': {
-        const { root, rel } = this.where(f.path);
-        this.forget(f.path);
-        try {
-          fs.unlinkAt(root, rel, f.type === 'rmdir');
-        } catch (e) {
-          if (errCode(e) !== 'ENOENT') throw e;
-        }
-        return;
-      }
-      case 'rename': {
-        const a = this.where(f.path);
-        const b = this.where(f.newPath);
-        if (a.root !== b.root) throw Object.assign(new Error('rename across replicated directories'), { code: 'EXDEV' });
-        this.forget(f.path);
-        this.forget(f.newPath);
-        fs.renameAt(a.root, a.rel, b.rel, f.flags);
-        return;
-      }
-      case 'setattr': {
-        const { root, rel } = this.where(f.path);
-        if (f.size !== null) {
-          const fd = this.fds.get(f.path);
-          if (fd !== undefined) ftruncateSync(fd, Number(f.size));
-          else fs.truncateAt(root, rel, Number(f.size));
-        }
-        if (f.uid !== null || f.gid !== null) fs.chownAt(root, rel, f.uid ?? -1, f.gid ?? -1);
-        if (f.mode !== null) fs.chmodAt(root, rel, f.mode & 0o7777);
-        if (f.atimeNs !== null || f.mtimeNs !== null) fs.utimensAt(root, rel, f.atimeNs, f.mtimeNs);
-        return;
-      }
-      case 'fallocate': {
-        const fd = this.fdFor(f.path);
-        fs.fallocate(fd, f.mode, Number(f.offset), Number(f.length));
-        fs.futimens(fd, null, f.mtimeNs);
-        return;
-      }
-      case 'setxattr': {
-        const { root, rel } = this.where(f.path);
-        fs.setxattrAt(root, rel, f.name, f.value, f.flags);
-        return;
-      }
-      case 'removexattr': {
-        const { root, rel } = this.where(f.path);
-        fs.removexattrAt(root, rel, f.name);
-        return;
-      }
-      case 'fsync': {
-        if (this.o.async !== 'none') return;
-        const { root, rel } = this.where(f.path);
-        if (fs.lstatAt(root, rel).type === 'dir') {
-          const fd = fs.openAt(root, rel, C.O_RDONLY | C.O_DIRECTORY, 0);
-          try {
-            fs.fsync(fd, !!f.datasync);
-          } finally {
-            closeSync(fd);
-          }
-        } else fs.fsync(this.fdFor(f.path), !!f.datasync);
-        return;
-      }
-      case 'syncBegin':
-        this.o.events.syncBegan(f.syncId, f.scope);
-        return;
-      case 'listReq': {
-        const { root, rel } = this.where(f.path);
-        let entries: Array<{ name: string; type: EntryType }>;
-        try {
-          if (fs.lstatAt(root, rel).type !== 'dir') throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
-          entries = fs.readdirAt(root, rel).map((e) => ({ name: e.name, type: entryType(e.type) }));
-        } catch (e) {
-          if (errCode(e) !== 'ENOENT' && errCode(e) !== 'ENOTDIR') throw e;
-          link.send({ type: 'list', id: f.id, exists: 0, entries: Buffer.alloc(0) });
-          return;
-        }
-        link.send({ type: 'list', id: f.id, exists: 1, entries: packEntries(entries) });
-        return;
-      }
-      case 'sumReq': {
-        link.send(this.sums(f.id, f.path, f.blockSize, 0, Infinity));
-        return;
-      }
-      case 'rangeSumReq': {
-        if (f.offset < 0n || f.length < 0n || (f.blockSize > 0 && f.offset % BigInt(f.blockSize) !== 0n)) {
-          throw Object.assign(new Error(`rangeSumReq ${f.path}: range ${f.offset}+${f.length} is not block-aligned (${f.blockSize})`), { code: 'EINVAL' });
-        }
-        link.send(this.sums(f.id, f.path, f.blockSize, Number(f.offset), Number(f.length)));
-        return;
-      }
-      case 'rmtree': {
-        this.forget(f.path);
-        const { root, rel } = this.where(f.path);
-        this.rmtree(root, rel);
-        return;
-      }
-      case 'fileMeta': {
-        const { root, rel } = this.where(f.path);
-        const st = this.lstatOrAbsent(root, rel);
-        if (st && st.type !== 'file') {
-          this.forget(f.path);
-          this.rmtree(root, rel);
-        }
-        const fd = this.fds.get(f.path) ?? fs.openAt(root, rel, C.O_WRONLY | C.O_CREAT | C.O_NOFOLLOW, f.mode & 0o7777);
-        this.remember(f.path, fd);
-        ftruncateSync(fd, Number(f.size));
-        fs.fchown(fd, f.uid, f.gid);
-        fs.fchmod(fd, f.mode & 0o7777);
-        fs.futimens(fd, null, f.mtimeNs);
-        return;
-      }
-      case 'dirMeta': {
-        const { root, rel } = this.where(f.path);
-        let st = this.lstatOrAbsent(root, rel);
-        if (st && st.type !== 'dir') {
-          this.forget(f.path);
-          this.rmtree(root, rel);
-          st = undefined;
-        }
-        if (!st) fs.mkdirAt(root, rel, f.mode & 0o7777);
-        fs.chownAt(root, rel, f.uid, f.gid);
-        fs.chmodAt(root, rel, f.mode & 0o7777);
-        fs.utimensAt(root, rel, null, f.mtimeNs);
-        return;
-      }
-      case 'syncEnd': {
-        // Everything before this frame is applied; make it durable before claiming to be a faithful copy.
-        for (const fd of this.fds.values()) fs.fsync(fd, true);
+      // An earlier link's sync point or time is not this node's any more: a newer link may be reintegrating it.
+      case 'synced':
+        if (r.gen !== this.gen) return;
         this.diverged = false;
-        this.o.events.synced(f.syncId, Number(f.lastSyncMs));
+        this.o.events.synced(r.syncId, r.lastSyncMs);
         return;
-      }
-      case 'syncMark':
-        this.o.events.mark(Number(f.lastSyncMs));
+      case 'mark':
+        if (r.gen === this.gen) this.o.events.mark(r.lastSyncMs);
         return;
-      default:
-        throw Object.assign(new Error(`unexpected frame ${f.type} from the primary`), { code: 'EPROTO' });
+      case 'fail':
+        if (r.gen !== this.gen) return;
+        if (!this.diverged) {
+          this.diverged = true;
+          this.o.events.diverged(r.reason);
+        }
+        if (link) {
+          link.send({ type: 'fail', count: r.count, error: r.reason });
+          link.close();
+        }
+        return;
+      case 'idle':
+        // The link ended and nothing came since: the worker goes (the next link starts another).
+        if (r.gen === this.gen && !this.link && this.worker) this.stopWorker(this.worker);
+        return;
     }
   }
 
-  /** Checksums of the blocks of [offset, offset+length) that start before the end of the file. */
-  private sums(id: number, p: string, blockSize: number, offset: number, length: number): Frame {
-    const fs = this.o.fs;
-    const { root, rel } = this.where(p);
-    let st;
-    try {
-      st = fs.lstatAt(root, rel);
-    } catch (e) {
-      if (errCode(e) !== 'ENOENT' && errCode(e) !== 'ENOTDIR') throw e;
-      return { type: 'sum', id, exists: 0, kind: 0, size: 0n, sums: Buffer.alloc(0) };
-    }
-    const typeCode = ['file', 'dir', 'symlink', 'other'].indexOf(st.type);
-    if (st.type !== 'file' || blockSize <= 0) return sumFrame(id, 1, typeCode, st.size, Buffer.alloc(0));
-    const end = Math.min(st.size, offset + length);
-    const blocks = end > offset ? Math.ceil((end - offset) / blockSize) : 0;
-    const out = Buffer.allocUnsafe(blocks * SUM_BYTES);
-    if (blocks === 0) return sumFrame(id, 1, typeCode, st.size, out);
-    const fd = fs.openAt(root, rel, C.O_RDONLY | C.O_NOFOLLOW, 0);
-    try {
-      const buf = Buffer.allocUnsafe(Math.min(blockSize, end - offset));
-      for (let b = 0; b < blocks; b++) {
-        const at = offset + b * blockSize;
-        const n = readFully(fd, buf, Math.min(blockSize, end - at), at);
-        blockSum(buf.subarray(0, n)).copy(out, b * SUM_BYTES);
+  private startWorker(): ApplyWorker {
+    if (this.worker) return this.worker;
+    const { port1, port2 } = new MessageChannel();
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(new URL('./apply-worker.mjs', import.meta.url), {
+      workerData: { roots: this.o.roots.map((r) => ({ rootFd: r.rootFd })), async: this.o.async, results: port2, flag: flag.buffer },
+      transferList: [port2],
+    });
+    const w: ApplyWorker = { worker, results: port1, flag, seq: 0 };
+    port1.on('message', (r: ApplyResult) => this.onResult(r));
+    worker.on('error', (e) => {
+      // What it had not applied is lost: the node is not a faithful copy any more.
+      this.o.events.log('E', `replication: the apply worker failed: ${e.message}`);
+      this.stopWorker(w);
+      this.onResult({ t: 'fail', gen: this.gen, count: this.received, reason: `the apply worker failed: ${e.message}` });
+    });
+    // Neither keeps the daemon (or a test) alive; closeFds() waits for the work itself.
+    worker.unref();
+    port1.unref();
+    this.worker = w;
+    return w;
+  }
+
+  /** Waits (blocking this thread) until the worker has done everything handed to it, and takes its results. */
+  private drainWorker(w: ApplyWorker): void {
+    const seq = ++w.seq;
+    w.worker.postMessage({ t: 'sync', seq });
+    const until = Date.now() + DRAIN_TIMEOUT_MS;
+    while (Atomics.load(w.flag, 0) !== seq) {
+      const left = until - Date.now();
+      if (left <= 0) {
+        this.o.events.log('E', `replication: the apply worker did not finish within ${DRAIN_TIMEOUT_MS} ms`);
+        break;
       }
-      return sumFrame(id, 1, typeCode, st.size, out);
-    } finally {
-      closeSync(fd);
+      Atomics.wait(w.flag, 0, Atomics.load(w.flag, 0), left);
     }
+    for (let m = receiveMessageOnPort(w.results); m; m = receiveMessageOnPort(w.results)) this.onResult(m.message as ApplyResult);
   }
 
-  /** The object's attributes, or undefined when it does not exist. */
-  private lstatOrAbsent(root: number, rel: string): StatNs | undefined {
-    try {
-      return this.o.fs.lstatAt(root, rel);
-    } catch (e) {
-      if (errCode(e) === 'ENOENT') return undefined;
-      throw e;
-    }
+  private stopWorker(w: ApplyWorker): void {
+    if (this.worker !== w) return;
+    this.worker = null;
+    w.results.close();
+    void w.worker.terminate();
   }
-
-  private rmtree(root: number, rel: string): void {
-    const fs = this.o.fs;
-    const st = this.lstatOrAbsent(root, rel);
-    if (!st) return;
-    if (st.type === 'dir') {
-      for (const e of fs.readdirAt(root, rel)) this.rmtree(root, rel === '' ? e.name : `${rel}/${e.name}`);
-      if (rel !== '') fs.unlinkAt(root, rel, true);
-    } else fs.unlinkAt(root, rel, false);
-  }
-}
-
-function sumFrame(id: number, exists: number, kind: number, size: number, sums: Buffer): Frame {
-  return { type: 'sum', id, exists, kind, size: BigInt(size), sums };
-}
-
-function entryType(t: string): EntryType {
-  return t === 'file' || t === 'dir' || t === 'symlink' ? t : 'other';
-}
-
-export function readFully(fd: number, buf: Buffer, length: number, position: number): number {
-  let n = 0;
-  while (n < length) {
-    const k = readSync(fd, buf, n, length - n, position + n);
-    if (k === 0) break;
-    n += k;
-  }
-  return n;
 }

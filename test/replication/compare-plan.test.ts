@@ -2,7 +2,7 @@
 // give, which window of checksums comes next, and which live changes the comparison will read itself.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { nextWindow, stillToRead, zoneRanges } from '../../src/replication/source.ts';
+import { nextWindow, stillToRead, SUM_WINDOW_BYTES, zoneRanges } from '../../src/replication/source.ts';
 
 const MiB = 1024 * 1024;
 const K64 = 64 * 1024;
@@ -17,19 +17,22 @@ describe('file comparison plan', () => {
     assert.deepEqual(zoneRanges(new Set(), 8 * MiB), []);
   });
 
-  it('windows stay inside the ranges, are block-aligned, at most 64 MiB, and stop at the end of the file', () => {
-    const job = { ranges: zoneRanges(new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 20]), 8 * MiB), cursor: 0 };
-    assert.deepEqual(nextWindow(job, 1000 * MiB, K64), { start: 0, end: 64 * MiB });
-    job.cursor = 64 * MiB;
-    assert.deepEqual(nextWindow(job, 1000 * MiB, K64), { start: 64 * MiB, end: 72 * MiB });
-    job.cursor = 72 * MiB;
-    assert.deepEqual(nextWindow(job, 1000 * MiB, K64), { start: 160 * MiB, end: 168 * MiB });
-    assert.deepEqual(nextWindow(job, 165 * MiB + 10, K64), { start: 160 * MiB, end: 165 * MiB + K64 }, 'the last block of a file is partial');
-    assert.equal(nextWindow(job, 100 * MiB, K64), null, 'the rest of the zones lie past the end of the file');
-    job.cursor = 168 * MiB;
-    assert.equal(nextWindow(job, 1000 * MiB, K64), null);
+  it('windows stay inside the ranges, are block-aligned, at most SUM_WINDOW_BYTES, and stop at the end of the file', () => {
+    const W = SUM_WINDOW_BYTES;
+    const job = { ranges: zoneRanges(new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 20]), W / 2), cursor: 0 };
+    assert.deepEqual(nextWindow(job, 1000 * W, K64), { start: 0, end: W });
+    job.cursor = W;
+    assert.deepEqual(nextWindow(job, 1000 * W, K64), { start: W, end: 2 * W });
+    job.cursor = 4 * W;
+    assert.deepEqual(nextWindow(job, 1000 * W, K64), { start: 4 * W, end: 4.5 * W }, 'the end of a range ends a window');
+    job.cursor = 4.5 * W;
+    assert.deepEqual(nextWindow(job, 1000 * W, K64), { start: 10 * W, end: 10.5 * W });
+    assert.deepEqual(nextWindow(job, 10 * W + 10, K64), { start: 10 * W, end: 10 * W + K64 }, 'the last block of a file is partial');
+    assert.equal(nextWindow(job, 10 * W, K64), null, 'the rest of the zones lie past the end of the file');
+    job.cursor = 10.5 * W;
+    assert.equal(nextWindow(job, 1000 * W, K64), null);
     const whole = { ranges: [[0, Infinity]] as Array<[number, number]>, cursor: 3 * MiB + 5 };
-    assert.deepEqual(nextWindow(whole, 200 * MiB, MiB), { start: 3 * MiB, end: 67 * MiB }, 'a cursor inside a block restarts at the block');
+    assert.deepEqual(nextWindow(whole, 200 * W, MiB), { start: 3 * MiB, end: 3 * MiB + W }, 'a cursor inside a block restarts at the block');
     assert.equal(nextWindow({ ranges: [[0, Infinity]], cursor: 0 }, 0, MiB), null, 'an empty file has nothing to read');
   });
 
