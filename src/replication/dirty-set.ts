@@ -6,12 +6,25 @@
 // Renames move marks with the name (the peer, when it later receives the same rename, holds the old
 // content under the new name) and deletions are recorded as a listing of the parent, so a reintegration
 // removes on the peer what the primary no longer has.
+//
+// Zones (ruzone_blocksize, 8 MiB by default) are what the journal persists: one mark per zone, however many
+// writes, so it stays small (128 per GiB changed). In memory, changes are also kept per 1 MiB ("fine"
+// marks), within a budget for the whole set: the reintegration then compares (reads and hashes) only the
+// MiB that changed rather than whole zones. A file whose fine marks would pass the budget, or that was
+// loaded from the journal, has none: its zones are compared.
 
 import { parentOf } from './paths.ts';
+
+/** The granularity of the in-memory fine marks. */
+export const FINE_BYTES = 1024 * 1024;
+/** Fine marks kept in the whole set at most (about 40 bytes each: 10 MiB of memory, 256 GiB of changes). */
+export const FINE_BUDGET = 262_144;
 
 export interface DirtyEntry {
   /** Zone numbers (offset / zoneBytes) of a file, or null: the whole object. */
   zones: Set<number> | null;
+  /** The same changes per FINE_BYTES (offset / FINE_BYTES), or null: not known finer than `zones`. */
+  fine: Set<number> | null;
   /** Compare this directory's entries with the peer's. */
   list: boolean;
   /** ... and treat everything under it as dirty (full or unclean scopes, a directory renamed while away). */
@@ -22,8 +35,13 @@ export class DirtySet {
   private readonly entries = new Map<string, DirtyEntry>();
   /** Paths by depth (number of '/'), so takeNext is cheap with a million entries. */
   private readonly byDepth: Array<Set<string>> = [];
+  /** Fine marks held by all entries. */
+  private fineCount = 0;
 
-  constructor(readonly zoneBytes: number) {
+  constructor(
+    readonly zoneBytes: number,
+    private readonly fineBudget = FINE_BUDGET,
+  ) {
     if (!(zoneBytes > 0)) throw new Error(`DirtySet: zoneBytes ${zoneBytes}`);
   }
 
@@ -48,23 +66,41 @@ export class DirtySet {
     return false;
   }
 
-  /** Bytes [offset, offset+length) of a file changed. */
-  markZones(path: string, offset: number, length: number): void {
-    const e = this.entries.get(path);
+  /**
+   * Bytes [offset, offset+length) of a file changed. `fine` false: only the zones are known (a journal
+   * replayed), so the file loses its fine marks.
+   */
+  markZones(path: string, offset: number, length: number, fine = true): void {
+    let e = this.entries.get(path);
     if (e && e.zones === null) return;
-    const first = Math.floor(offset / this.zoneBytes);
-    const last = Math.floor((offset + Math.max(length, 1) - 1) / this.zoneBytes);
-    const zones = e?.zones ?? new Set<number>();
-    for (let z = first; z <= last; z++) zones.add(z);
-    if (e) e.zones = zones;
-    else this.put(path, { zones, list: false, deep: false });
+    if (!e) {
+      e = { zones: new Set(), fine: fine ? new Set() : null, list: false, deep: false };
+      this.put(path, e);
+    }
+    const end = offset + Math.max(length, 1) - 1;
+    for (let z = Math.floor(offset / this.zoneBytes); z <= Math.floor(end / this.zoneBytes); z++) e.zones!.add(z);
+    if (!fine) this.dropFine(e);
+    if (e.fine === null) return;
+    const first = Math.floor(offset / FINE_BYTES);
+    const last = Math.floor(end / FINE_BYTES);
+    if (this.fineCount + (last - first + 1) > this.fineBudget) {
+      this.dropFine(e);
+      return;
+    }
+    for (let f = first; f <= last; f++) {
+      if (e.fine.has(f)) continue;
+      e.fine.add(f);
+      this.fineCount++;
+    }
   }
 
   /** The whole object changed (created, attributes, a file of unknown content). */
   markAll(path: string): void {
     const e = this.entries.get(path);
-    if (e) e.zones = null;
-    else this.put(path, { zones: null, list: false, deep: false });
+    if (e) {
+      e.zones = null;
+      this.dropFine(e);
+    } else this.put(path, { zones: null, fine: null, list: false, deep: false });
   }
 
   /** A directory's entries changed (something created, removed or renamed in it). */
@@ -72,9 +108,10 @@ export class DirtySet {
     const e = this.entries.get(path);
     if (e) {
       e.zones = null;
+      this.dropFine(e);
       e.list = true;
       e.deep ||= deep;
-    } else this.put(path, { zones: null, list: true, deep });
+    } else this.put(path, { zones: null, fine: null, list: true, deep });
   }
 
   /** An object was removed: forget its marks (and those under it); its parent's listing will remove it. */
@@ -124,15 +161,31 @@ export class DirtySet {
   clear(): void {
     this.entries.clear();
     this.byDepth.length = 0;
+    this.fineCount = 0;
+  }
+
+  /** Fine marks held now (for tests and status). */
+  get fineMarks(): number {
+    return this.fineCount;
+  }
+
+  private dropFine(e: DirtyEntry): void {
+    if (e.fine) this.fineCount -= e.fine.size;
+    e.fine = null;
   }
 
   private put(path: string, e: DirtyEntry): void {
+    const old = this.entries.get(path);
+    if (old) this.dropFine(old);
     this.entries.set(path, e);
+    this.fineCount += e.fine?.size ?? 0;
     const d = depth(path);
     (this.byDepth[d] ??= new Set()).add(path);
   }
 
   private drop(path: string): void {
+    const e = this.entries.get(path);
+    if (e) this.fineCount -= e.fine?.size ?? 0;
     this.entries.delete(path);
     this.byDepth[depth(path)]?.delete(path);
   }

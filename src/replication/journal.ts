@@ -102,7 +102,7 @@ export class Journal {
 
   private replay(r: Rec): void {
     switch (r.o) {
-      case 'z': this.dirty.markZones(r.p, r.z * this.dirty.zoneBytes, 1); break;
+      case 'z': this.dirty.markZones(r.p, r.z * this.dirty.zoneBytes, 1, false); break;
       case 'a': this.dirty.markAll(r.p); break;
       case 'l': this.dirty.markList(r.p, r.d); break;
       case 'x': this.dirty.removed(r.p); break;

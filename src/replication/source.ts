@@ -18,6 +18,7 @@ import { randomUUID } from 'node:crypto';
 import { closeSync, constants as C, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import type { FrameLink } from './link.ts';
 import type { Journal } from './journal.ts';
+import { FINE_BYTES, type DirtyEntry } from './dirty-set.ts';
 import { unpackEntries, type Frame, type FrameOf } from './protocol.ts';
 import { parentOf, replPath, splitReplPath, type ReplicationFilter } from './paths.ts';
 import { readFully, SUM_BYTES, blockSum } from './target.ts';
@@ -89,13 +90,13 @@ type InProgress = { kind: 'list'; deep: boolean } | { kind: 'sum'; ranges: Array
 /** Resync writes: up to this many consecutive differing bytes in one frame. */
 const WRITE_CHUNK_BYTES = 1024 * 1024;
 /**
- * Journaled zones (ruzone_blocksize, 8 MiB by default) are compared in blocks of this size: the journal
- * stays one mark per zone, and what crosses the network is the changed blocks, not the zones.
+ * Changed MiB (or journaled zones) are compared in blocks of this size: what crosses the network is the
+ * changed blocks, not the marks' granularity.
  */
 export const ZONE_SUM_BLOCK_BYTES = 64 * 1024;
 /**
- * One checksum request covers at most this much of a file: its answer stays small, and each node hashes it in
- * about 10 ms, a pause of its event loop (the live stream waits meanwhile) that a whole big file would make long.
+ * One checksum request covers at most this much of a file: its answer stays small, and the primary hashes it
+ * in about 10 ms, a pause of its event loop (live frames wait meanwhile) that a whole big file would make long.
  */
 export const SUM_WINDOW_BYTES = 16 * 1024 * 1024;
 
@@ -467,7 +468,7 @@ export class ReplicationSource {
         continue;
       }
       if (next) {
-        const task = this.syncOne(link, next[0], next[1].zones, next[1].deep || next[1].list, next[1].deep);
+        const task = this.syncOne(link, next[0], next[1], next[1].deep || next[1].list, next[1].deep);
         if (task) {
           const t: Promise<void> = task.finally(() => outstanding.delete(t));
           outstanding.add(t);
@@ -498,7 +499,7 @@ export class ReplicationSource {
   }
 
   /** Brings one path up to date on the peer. Returns a promise when it waits for the peer. */
-  private syncOne(link: FrameLink, p: string, zones: Set<number> | null, list: boolean, deep: boolean): Promise<void> | null {
+  private syncOne(link: FrameLink, p: string, marks: Pick<DirtyEntry, 'zones' | 'fine'>, list: boolean, deep: boolean): Promise<void> | null {
     const st = this.lstat(p);
     if (!st) {
       this.send({ type: 'rmtree', path: p });
@@ -519,9 +520,10 @@ export class ReplicationSource {
       else this.send({ type: 'mknod', path: p, mode: Number(st.mode), rdev: Number(st.rdev), ...meta });
       return null;
     }
-    // The journal knows which zones changed (the peer has the rest): their blocks are compared. Otherwise
-    // the whole file is.
-    if (zones !== null) return this.compareFile(link, p, zoneRanges(zones, this.o.journal.dirty.zoneBytes), ZONE_SUM_BLOCK_BYTES);
+    // The journal knows which MiB (or zones) changed, the peer has the rest: their blocks are compared.
+    // Otherwise the whole file is.
+    if (marks.fine) return this.compareFile(link, p, zoneRanges(marks.fine, FINE_BYTES), ZONE_SUM_BLOCK_BYTES);
+    if (marks.zones) return this.compareFile(link, p, zoneRanges(marks.zones, this.o.journal.dirty.zoneBytes), ZONE_SUM_BLOCK_BYTES);
     return this.compareFile(link, p, null, this.o.blockBytes);
   }
 

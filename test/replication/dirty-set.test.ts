@@ -53,3 +53,31 @@ test('notreplicated paths and regexpaths', () => {
   const only = new ReplicationFilter([{ regexpath: '!^keep' }]);
   assert.ok(only.replicates('keep/a') && !only.replicates('other'));
 });
+
+test('fine marks: per MiB within a budget; whole-object marks, renames, takes and replays keep the count right', () => {
+  const MiB = 1024 * 1024;
+  const d = new DirtySet(8 * MiB, 10);
+  d.markZones('0/a', 0, 4096);
+  d.markZones('0/a', 9 * MiB + 5, 2 * MiB);
+  assert.deepEqual([...d.get('0/a')!.zones!].sort(), [0, 1]);
+  assert.deepEqual([...d.get('0/a')!.fine!].sort((x, y) => x - y), [0, 9, 10, 11]);
+  assert.equal(d.fineMarks, 4);
+  d.renamed('0/a', '0/b', false);
+  assert.equal(d.fineMarks, 0, 'a renamed file is compared whole');
+  d.markZones('0/c', 0, 6 * MiB);
+  assert.equal(d.fineMarks, 6);
+  d.markZones('0/e', 0, 5 * MiB);
+  assert.equal(d.get('0/e')!.fine, null, 'past the budget: zones only');
+  assert.deepEqual([...d.get('0/e')!.zones!], [0]);
+  assert.equal(d.fineMarks, 6);
+  d.markZones('0/c', 20 * MiB, 5 * MiB);
+  assert.equal(d.get('0/c')!.fine, null, 'a file that would pass the budget loses its fine marks');
+  assert.equal(d.fineMarks, 0);
+  d.markZones('0/f', 0, 1);
+  d.markZones('0/f', 8 * MiB, 1, false);
+  assert.equal(d.get('0/f')!.fine, null, 'a replayed zone is known only as a zone');
+  d.markZones('0/g', 3 * MiB, 1);
+  assert.equal(d.fineMarks, 1);
+  while (d.takeNext()) {}
+  assert.equal(d.fineMarks, 0);
+});
