@@ -28,7 +28,6 @@ import type { ReplicationPort, ReplicationReport, ReplicationStatus, RunScriptsE
 import { StayupError } from '../errors/stayup-error.ts';
 import { greetPeer, protocolError } from './handshake.ts';
 import { Journal } from './journal.ts';
-import { keepAside, stampOf } from './keep-aside.ts';
 import { connectLink, listenLinks, type FrameLink } from './link.ts';
 import { ReplicationFilter, replPath } from './paths.ts';
 import type { PeerFs } from './peer-fs.ts';
@@ -62,8 +61,9 @@ export const SYNC_MARK_INTERVAL_MS = 10_000;
 /** A target that crashed lists at most this many files it changed; beyond, the reintegration compares all. */
 const MAX_HINTS = 100_000;
 const CONNECT_RETRY_MS = 1000;
-/** The reference refuses an automatic reintegration when the two last-sync dates are further apart. */
-export const SYNC_DATE_SKEW_LIMIT_MS = 90_000;
+/** Listening again on the replication port (a new secondary episode) while the old listener lets it go. */
+const LISTEN_RETRY_MS = 100;
+const LISTEN_ATTEMPTS = 50;
 /** A welcome must come this soon after the hello (the TLS handshake already succeeded). */
 const WELCOME_TIMEOUT_MS = 10_000;
 /** The verify link (rfsverify, rfsdiff) listens on the second of the module's four replication ports. */
@@ -126,6 +126,8 @@ export class RfsRuntime implements ReplicationPort {
   private markTimer: NodeJS.Timeout | null = null;
   private report: ((r: ReplicationReport) => void) | null = null;
   private lastResync: (ResyncStats & { endedMs: number }) | null = null;
+  /** The last reintegration long enough to tell the rate (rfsdiff's estimate). */
+  private lastMeasured: { bytesSent: number; durationMs: number } | null = null;
   private roleEpoch = 0;
   private readonly watchdog: StallWatchdog;
   private watchTimer: NodeJS.Timeout | null = null;
@@ -178,10 +180,6 @@ export class RfsRuntime implements ReplicationPort {
       clean: r.clean,
       lastStall: this.lastStall,
     };
-  }
-
-  lastSyncMs(): number | null {
-    return this.record.get().lastSyncMs;
   }
 
   // ------------------------------------------------------------------------------------- interception
@@ -261,7 +259,8 @@ export class RfsRuntime implements ReplicationPort {
     const epoch = ++this.roleEpoch;
     this.role = role;
     if (role !== 'prim') this.stopSource();
-    if (role !== 'second') this.stopTarget();
+    // A new secondary episode starts over too: a new target, listener and link (a new reintegration).
+    if (role !== 'second' || this.target || this.server) this.stopTarget();
     if (role === 'prim') this.ensureSource();
     else if (role === 'second') void this.startTarget(sync, epoch);
   }
@@ -273,8 +272,7 @@ export class RfsRuntime implements ReplicationPort {
     const loaded = r.clean && r.role === 'prim' && this.journal.load() && this.journal.syncId === r.syncId;
     // A clean secondary's data is the sync point itself; anything else is unknown (compare later).
     if (!loaded) this.journal.reset(r.clean || r.role === 'second' ? r.syncId : null, Date.now());
-    // Until the peer has followed every write of this role, this node holds writes the peer lacks.
-    this.record.update({ role: 'prim', clean: false, syncId: this.journal.syncId, unsyncedSinceMs: r.unsyncedSinceMs ?? Date.now() });
+    this.record.update({ role: 'prim', clean: false, syncId: this.journal.syncId });
     const mounts = this.mounts ?? [];
     this.source = new ReplicationSource({
       dirs: this.o.rfs.replicated.map((rep, i) => ({
@@ -292,12 +290,12 @@ export class RfsRuntime implements ReplicationPort {
       events: {
         log: (level, message) => this.o.log(level, message),
         inSync: (syncId, stats) => {
-          this.record.update({ syncId, lastSyncMs: Date.now(), unsyncedSinceMs: null });
+          this.record.update({ syncId, lastSyncMs: Date.now() });
           this.lastResync = { ...stats, endedMs: Date.now() };
+          if (stats.bytesSent >= RATE_MIN_BYTES && stats.durationMs > 0) this.lastMeasured = { bytesSent: stats.bytesSent, durationMs: stats.durationMs };
           this.o.log('I', `Reintegration ended (${stats.scope}): ${stats.filesCopied} files, ${stats.bytesSent} bytes sent in ${Math.round(stats.durationMs)} ms`, { ...stats });
         },
         lost: (reason) => {
-          if (this.record.get().unsyncedSinceMs === null) this.record.update({ unsyncedSinceMs: Date.now() });
           this.o.log('E', `Replication to ${this.o.peer} interrupted: ${reason}; changes are recorded for its reintegration`);
           this.scheduleConnect();
           // The peer no longer has every write: the machine must not let it take over as it is.
@@ -360,16 +358,6 @@ export class RfsRuntime implements ReplicationPort {
           return;
         }
         if (this.source !== source || source.connected) return link.close();
-        const skew = syncDateSkew(state, this.record.get().lastSyncMs, this.o.peer);
-        if (skew) {
-          // The reference refuses to reintegrate on its own here: the journal and the "changed since"
-          // dates describe different histories. `second fullsync` on the peer compares everything.
-          link.close();
-          if (this.handshakeError !== skew) this.o.log('E', `${skew}; run \`stayup second fullsync -m ${this.o.module}\` on ${this.o.peer} (after stopping it) to compare and copy everything`);
-          this.handshakeError = skew;
-          this.scheduleConnect();
-          return;
-        }
         this.handshakeError = null;
         this.o.log('I', `Replication link to ${this.o.peer} established`);
         this.watchdog.reset();
@@ -396,17 +384,8 @@ export class RfsRuntime implements ReplicationPort {
   }
 
   private async startTarget(sync: ReplicationSync, epoch: number): Promise<void> {
-    let rec = this.record.get();
-    let divergent: string[] = [];
-    if (rec.role === 'prim' && rec.unsyncedSinceMs !== null) {
-      // This node wrote as primary without its peer (a split brain's loser, or overridden by prim,
-      // primforce or syncdelta on the other side): those files are kept before they are overwritten, and
-      // the reintegration is told to bring the primary's version of each, whatever its scope.
-      divergent = await this.keepDivergent(rec.unsyncedSinceMs);
-      if (this.role !== 'second' || this.roleEpoch !== epoch) return;
-      rec = this.record.update({ unsyncedSinceMs: null });
-    }
-    const hints = [...new Set([...(rec.clean ? [] : this.strayFiles(rec.lastSyncMs)), ...divergent])];
+    const rec = this.record.get();
+    const hints = rec.clean ? [] : this.strayFiles(rec.lastSyncMs);
     const state: TargetState = {
       sync,
       syncId: rec.syncId,
@@ -455,29 +434,40 @@ export class RfsRuntime implements ReplicationPort {
       // "none" (swap nosync) holds only while this node still has a sync point.
       return { ...state, syncId: r.syncId, lastSyncMs: r.lastSyncMs, sync: r.syncId === null && state.sync === 'none' ? 'incremental' : state.sync };
     };
-    try {
-      this.server = await listenLinks({
-        host: this.o.localAddr,
-        port: this.o.port,
-        moduleKey: this.o.moduleKey,
-        module: this.o.module,
-        peerNode: this.o.peer,
-        onLink: (link) => {
-          if (this.role !== 'second' || this.roleEpoch !== epoch || !this.target) return link.close();
-          this.targetLink?.close();
-          this.targetLink = link;
-          this.target.attach(link, currentState());
-          link.onClose(() => {
-            if (this.targetLink !== link) return;
-            this.targetLink = null;
-            this.receiving = null;
-          });
-        },
-        onReject: (why) => this.o.log('E', `replication: connection refused: ${why}`),
-      });
-      if (this.role !== 'second' || this.roleEpoch !== epoch) this.server.close();
-    } catch (e) {
-      this.o.log('E', `replication: cannot listen on ${this.o.localAddr}:${this.o.port}: ${(e as Error).message}`);
+    const current = (): boolean => this.role === 'second' && this.roleEpoch === epoch;
+    for (let attempt = 1; current(); attempt++) {
+      try {
+        const server = await listenLinks({
+          host: this.o.localAddr,
+          port: this.o.port,
+          moduleKey: this.o.moduleKey,
+          module: this.o.module,
+          peerNode: this.o.peer,
+          onLink: (link) => {
+            if (!current() || !this.target) return link.close();
+            this.targetLink?.close();
+            this.targetLink = link;
+            this.target.attach(link, currentState());
+            link.onClose(() => {
+              if (this.targetLink !== link) return;
+              this.targetLink = null;
+              this.receiving = null;
+            });
+          },
+          onReject: (why) => this.o.log('E', `replication: connection refused: ${why}`),
+        });
+        if (current()) this.server = server;
+        else server.close();
+        return;
+      } catch (e) {
+        // The listener of the previous secondary episode releases the port asynchronously.
+        if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < LISTEN_ATTEMPTS) {
+          await new Promise((r) => setTimeout(r, LISTEN_RETRY_MS));
+          continue;
+        }
+        this.o.log('E', `replication: cannot listen on ${this.o.localAddr}:${this.o.port}: ${(e as Error).message}`);
+        return;
+      }
     }
   }
 
@@ -491,30 +481,6 @@ export class RfsRuntime implements ReplicationPort {
     this.target?.closeFds();
     this.target = null;
     this.record.update({ clean: true });
-  }
-
-  /** Copies aside what this node wrote without its peer since `sinceMs`; returns those replication paths. */
-  private async keepDivergent(sinceMs: number): Promise<string[]> {
-    const journalPaths: string[] = [];
-    if (this.journal.load()) for (const [p, e] of this.journal.dirty.all()) if (!e.list) journalPaths.push(p);
-    this.journal.dirty.clear();
-    const r = await keepAside({
-      dirs: this.o.rfs.replicated.map((rep, i) => ({ dir: rep.dir, underPath: this.mounts?.[i]?.underPath ?? rep.dir })),
-      journalPaths,
-      changedSinceMs: sinceMs,
-      stamp: stampOf(sinceMs),
-    });
-    const since = new Date(sinceMs).toISOString();
-    if (r.paths.length > 0) {
-      this.o.log('E', `Divergent data: ${r.paths.length} files this server wrote without ${this.o.peer} since ${since} were kept in ${r.folders.join(', ')} (${r.bytes} bytes copied) before its reintegration replaces them`, { files: r.paths.length, bytes: r.bytes, folders: r.folders });
-    } else if (r.notKept.length === 0) {
-      this.o.log('I', `No file written without ${this.o.peer} since ${since} is left to keep aside`);
-    }
-    if (r.notKept.length > 0) {
-      const first = r.notKept.slice(0, 5).map((n) => `${n.path} (${n.reason})`).join(', ');
-      this.o.log('E', `Divergent data: ${r.notKept.length} files written without ${this.o.peer} since ${since} could NOT be kept aside and will be replaced by its version: ${first}${r.notKept.length > 5 ? ', ...' : ''}`);
-    }
-    return [...r.paths, ...r.notKept.map((n) => n.path)];
   }
 
   /** Files this node changed after its last sync point (minus the grace): what a crash may have left here. */
@@ -581,7 +547,7 @@ export class RfsRuntime implements ReplicationPort {
       fs: this.o.native.fs,
       roots: fds.map((rootFd) => ({ rootFd })),
       node: this.o.self,
-      welcome: { node: this.o.self, role: this.role, lastReintegration: this.lastResync ? { bytesSent: this.lastResync.bytesSent, durationMs: this.lastResync.durationMs } : null },
+      welcome: { node: this.o.self, role: this.role, lastReintegration: this.lastMeasured },
       log: (level, message) => this.o.log(level, message),
       onEnd: () => fds.forEach((fd) => closeSync(fd)),
     });
@@ -645,7 +611,7 @@ export class RfsRuntime implements ReplicationPort {
         dirs: this.o.rfs.replicated.map((r) => ({ dir: r.dir, filter: new ReplicationFilter(r.notReplicated) })),
       });
       // The source's last reintegration says how fast one goes; rfsverify learns it from the welcome.
-      const measured = mode === 'diff' ? this.lastResync : measuredIn(welcome);
+      const measured = mode === 'diff' ? this.lastMeasured : measuredIn(welcome);
       const rate = resyncRate(measured, (this.o.rfs.reiallowedbwKbps ?? 0) * 1024);
       return {
         module: this.o.module,
@@ -714,16 +680,4 @@ function resyncRate(measured: { bytesSent: number; durationMs: number } | null, 
   if (m !== null && (!capBytesPerS || m <= capBytesPerS)) return { bytesPerS: Math.round(m), from: 'last reintegration' };
   if (capBytesPerS) return { bytesPerS: capBytesPerS, from: 'reiallowedbw' };
   return null;
-}
-
-/**
- * Why an incremental reintegration must not start on its own (the two nodes' last-sync dates are more than
- * SYNC_DATE_SKEW_LIMIT_MS apart: they do not describe the same history, or a clock jumped), or null.
- * Full and nosync reintegrations are not concerned: they do not rely on the dates.
- */
-export function syncDateSkew(target: Pick<TargetState, 'sync' | 'lastSyncMs'>, ownLastSyncMs: number | null, peer: string): string | null {
-  if (target.sync !== 'incremental' || target.lastSyncMs === null || ownLastSyncMs === null) return null;
-  const deltaMs = Math.abs(target.lastSyncMs - ownLastSyncMs);
-  if (deltaMs <= SYNC_DATE_SKEW_LIMIT_MS) return null;
-  return `abnormal delta between the dates of the last synchronization: ${peer} ${new Date(target.lastSyncMs).toISOString()}, this server ${new Date(ownLastSyncMs).toISOString()} (${Math.round(deltaMs / 1000)} s apart, more than ${SYNC_DATE_SKEW_LIMIT_MS / 1000} s): no automatic reintegration`;
 }

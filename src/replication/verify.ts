@@ -2,7 +2,7 @@
 //
 // The full reintegration (source.ts, scope "full") lists every replicated directory on the secondary
 // (listReq, answered by ReplicationTarget), compares the entries with its own, and compares every file by
-// 1 MiB block checksums (sumReq): a missing or different block is sent, an entry the primary lacks is
+// 1 MiB block checksums, window by window (rangeSumReq): a missing or different block is sent, an entry the primary lacks is
 // removed, and every object's attributes are set. This module walks the same way with the same requests,
 // answered by the same ReplicationTarget code, and reports per path what the reintegration would change
 // and how many bytes it would send. The attributes come from one more request, statReq, which only the
@@ -30,6 +30,11 @@ import { blockSum, readFully, ReplicationTarget, SUM_BYTES, type TargetRoot } fr
 
 /** The reintegration's block (checksums and resync writes): the comparison uses the same. */
 export const COMPARE_BLOCK_BYTES = 1024 * 1024;
+/**
+ * A file's checksums are asked window by window (rangeSumReq, as the reintegration does): each answer stays
+ * small and each request short (the peer hashes 256 MiB, well within reitimeout), whatever the file's size.
+ */
+export const COMPARE_WINDOW_BYTES = 256 * COMPARE_BLOCK_BYTES;
 /** Requests of one comparison in flight at once (the reintegration's nbrei plays this part). */
 export const COMPARE_PARALLEL = 16;
 /** Differences listed in one report; beyond, they are counted only. */
@@ -398,6 +403,8 @@ export class RemoteReplica implements ReplicaSide {
     readonly node: string,
     private readonly link: FrameLink,
     private readonly requestTimeoutMs: number,
+    /** A multiple of COMPARE_BLOCK_BYTES. */
+    private readonly windowBytes = COMPARE_WINDOW_BYTES,
   ) {
     link.onFrame((f) => this.onFrame(f));
     link.onClose((e) => this.fail(new StayupError('REPLICATION_PEER_UNREACHABLE', `${node} (${link.remote}): the verify link closed during the comparison${e ? `: ${e.message}` : ''}`)));
@@ -422,13 +429,24 @@ export class RemoteReplica implements ReplicaSide {
   }
 
   async sums(p: string): Promise<{ size: number; sums: Buffer } | null> {
-    const f = (await this.request((id) => ({ type: 'sumReq', id, path: p, blockSize: COMPARE_BLOCK_BYTES }), 'sum')) as FrameOf<'sum'>;
-    if (!f.exists || f.kind !== 0) return null;
-    const size = Number(f.size);
-    if (f.sums.length !== Math.ceil(size / COMPARE_BLOCK_BYTES) * SUM_BYTES) {
-      throw this.fail(protocolError(this.node, `sent ${f.sums.length} checksum bytes for ${p} (${size} bytes)`));
+    const parts: Buffer[] = [];
+    let size = 0;
+    for (let offset = 0; offset === 0 || offset < size; offset += this.windowBytes) {
+      const f = (await this.request(
+        (id) => ({ type: 'rangeSumReq', id, path: p, blockSize: COMPARE_BLOCK_BYTES, offset: BigInt(offset), length: BigInt(this.windowBytes) }),
+        'sum',
+      )) as FrameOf<'sum'>;
+      if (!f.exists || f.kind !== 0) return null;
+      // The size of the first answer is the file's; a file that changes meanwhile differs anyway.
+      if (offset === 0) size = Number(f.size);
+      const inWindow = Math.max(0, Math.min(this.windowBytes, Number(f.size) - offset));
+      if (f.sums.length !== Math.ceil(inWindow / COMPARE_BLOCK_BYTES) * SUM_BYTES) {
+        throw this.fail(protocolError(this.node, `sent ${f.sums.length} checksum bytes for ${inWindow} bytes of ${p} at ${offset}`));
+      }
+      parts.push(f.sums);
     }
-    return { size, sums: f.sums };
+    const sums = Buffer.concat(parts).subarray(0, Math.ceil(size / COMPARE_BLOCK_BYTES) * SUM_BYTES);
+    return { size, sums };
   }
 
   close(): void {
@@ -494,7 +512,7 @@ export class RemoteReplica implements ReplicaSide {
 // ------------------------------------------------------------------------------------------ the answering side
 
 /**
- * Answers one verify link with this node's data: listReq and sumReq by a ReplicationTarget (the
+ * Answers one verify link with this node's data: listReq and (range)sumReq by a ReplicationTarget (the
  * reintegration's own answers), statReq here. Only those and the hello pass: any other frame (a file
  * operation above all) closes the link unapplied, so a verify link can never change data. When the link
  * ends, the target finishes what it was answering, then `onEnd` runs (the roots may be closed then).
@@ -531,7 +549,7 @@ export function answerVerifyLink(
     close: () => link.close(),
     onFrame: (fn) =>
       link.onFrame((f) => {
-        if (f.type === 'hello' || (greeted && (f.type === 'listReq' || f.type === 'sumReq'))) {
+        if (f.type === 'hello' || (greeted && (f.type === 'listReq' || f.type === 'sumReq' || f.type === 'rangeSumReq'))) {
           greeted = true;
           fn(f);
         } else if (greeted && f.type === 'statReq') {

@@ -7,8 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import type { Rfs } from '../../src/config/userconfig/types.ts';
 import type { ReplicationReport } from '../../src/engine/mirror-engine.ts';
 import { isStayupError } from '../../src/errors/stayup-error.ts';
+import { greetPeer } from '../../src/replication/handshake.ts';
 import { Journal } from '../../src/replication/journal.ts';
-import { listenLinks, memoryLinkPair, type FrameLink } from '../../src/replication/link.ts';
+import { connectLink, listenLinks, memoryLinkPair, type FrameLink } from '../../src/replication/link.ts';
 import { loadRfsNative, nativeAvailable } from '../../src/replication/native-binding.ts';
 import { ReplicationFilter } from '../../src/replication/paths.ts';
 import { PROTOCOL_VERSION, type Frame } from '../../src/replication/protocol.ts';
@@ -212,6 +213,46 @@ describe('the runtime as primary against a misbehaving secondary (real TLS link 
       await rt.close();
       sec.server.close();
       for (const l of sec.links) l.close();
+    }
+  });
+});
+
+describe('the runtime as secondary', { skip: skipReason() }, () => {
+  it('a new secondary episode (setRole second again) listens again: the primary\'s next connection is welcomed', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'stayup-relisten-'));
+    const data = join(base, 'data');
+    mkdirSync(data);
+    const port = await freePorts('127.0.0.2');
+    const logs: string[] = [];
+    const rt = new RfsRuntime({
+      module: 'm',
+      self: 'n2',
+      peer: 'n1',
+      rfs: rfsConfig(data),
+      localAddr: '127.0.0.2',
+      peerAddr: '127.0.0.1',
+      port,
+      moduleKey: Buffer.alloc(32, 7),
+      stateDir: join(base, 'state'),
+      native: loadRfsNative(),
+      log: (level, message) => logs.push(`${level} ${message}`),
+    });
+    try {
+      rt.setRole('second', 'incremental', () => {});
+      await new Promise((r) => setTimeout(r, 200));
+      rt.setRole('second', 'incremental', () => {});
+      await new Promise((r) => setTimeout(r, 500));
+      const link = await connectLink({ host: '127.0.0.2', port, moduleKey: Buffer.alloc(32, 7), module: 'm', node: 'n1', timeoutMs: 3000 });
+      try {
+        const state = await greetPeer(link, { module: 'm', node: 'n1', session: '2' }, { peer: 'n2', timeoutMs: 3000 });
+        assert.equal(state['sync'], 'incremental');
+      } finally {
+        link.close();
+      }
+      assert.deepEqual(logs.filter((l) => l.startsWith('E ')), []);
+    } finally {
+      await rt.close();
+      rmSync(base, { recursive: true, force: true });
     }
   });
 });

@@ -55,7 +55,8 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
     try {
       const welcome = await greetPeer(mine, { module: 'm', node: localNode, session: 'verify' }, { peer: remoteNode, timeoutMs: 5000 });
       assert.equal(welcome['node'], remoteNode);
-      const remote = new RemoteReplica(remoteNode, mine, 10_000);
+      // 2 MiB windows: big.bin (3 MiB) is asked in two, grown.bin (1.5 MiB) in one.
+      const remote = new RemoteReplica(remoteNode, mine, 10_000, 2 * MiB);
       const local = new LocalReplica(localNode, [o.local]);
       return await compareReplicas({ source: o.source === 'local' ? local : remote, copy: o.source === 'local' ? remote : local, dirs });
     } finally {
