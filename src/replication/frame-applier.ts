@@ -240,11 +240,7 @@ export class FrameApplier {
       }
       case 'fileMeta': {
         const { root, rel } = this.where(f.path);
-        const st = this.lstatOrAbsent(root, rel);
-        if (st && st.type !== 'file') {
-          this.forget(f.path);
-          this.rmtree(root, rel);
-        }
+        this.holdsType(f.path, root, rel, 'file');
         const fd = this.fds.get(f.path) ?? fs.openAt(root, rel, C.O_WRONLY | C.O_CREAT | C.O_NOFOLLOW, f.mode & 0o7777);
         this.remember(f.path, fd);
         ftruncateSync(fd, Number(f.size));
@@ -255,13 +251,7 @@ export class FrameApplier {
       }
       case 'dirMeta': {
         const { root, rel } = this.where(f.path);
-        let st = this.lstatOrAbsent(root, rel);
-        if (st && st.type !== 'dir') {
-          this.forget(f.path);
-          this.rmtree(root, rel);
-          st = undefined;
-        }
-        if (!st) fs.mkdirAt(root, rel, f.mode & 0o7777);
+        if (!this.holdsType(f.path, root, rel, 'dir')) fs.mkdirAt(root, rel, f.mode & 0o7777);
         fs.chownAt(root, rel, f.uid, f.gid);
         fs.chmodAt(root, rel, f.mode & 0o7777);
         fs.utimensAt(root, rel, null, f.mtimeNs);
@@ -310,6 +300,17 @@ export class FrameApplier {
     } finally {
       closeSync(fd);
     }
+  }
+
+  /** Is an object of `type` at rel? Anything else there (a directory where a file goes...) is removed. */
+  private holdsType(path: string, root: number, rel: string, type: 'file' | 'dir'): boolean {
+    const st = this.lstatOrAbsent(root, rel);
+    if (st && st.type !== type) {
+      this.forget(path);
+      this.rmtree(root, rel);
+      return false;
+    }
+    return st !== undefined;
   }
 
   /** The object's attributes, or undefined when it does not exist. */
