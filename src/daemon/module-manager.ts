@@ -157,7 +157,7 @@ export class ModuleManager {
   }
 
   /** Sends a command to the module's engine; a refusal becomes the machine's error code. */
-  async command(name: string, command: MirrorCommandName, opts: { identity?: string; nosync?: boolean } = {}): Promise<{ message: string }> {
+  async command(name: string, command: MirrorCommandName, opts: { identity?: string; nosync?: boolean; fullsync?: boolean } = {}): Promise<{ message: string }> {
     if (STARTS.has(command) && !this.isRunning(name)) {
       // Refused here, before anything is mounted or started: the operator sees why at once. (Only while
       // stopped: the directories are then plain directories, never this daemon's FUSE mounts.)

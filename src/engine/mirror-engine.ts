@@ -60,6 +60,8 @@ export interface ReplicationPort {
   status?(): ReplicationStatus;
   /** rfsverify / rfsdiff (the daemon calls it; the engine does not). */
   compareReplicas?(mode: CompareMode): Promise<ReplicaComparison>;
+  /** When this node's data was last in sync with its peer (ms since the epoch), whatever its role: syncdelta. */
+  lastSyncMs?(): number | null;
 }
 
 export interface ReplicationReport {
@@ -119,6 +121,8 @@ export interface EngineClock extends Scheduler {
    * uses setTimeout, which may be a millisecond or two late.
    */
   setDeadline?(fn: () => void, atMs: number): PreciseTimer;
+  /** Wall-clock now, ms since the epoch (last-sync dates are wall-clock dates). Default Date.now(). */
+  wallNowMs?(): number;
   /**
    * Runs fn once the event loop has polled I/O (setImmediate). Without it, fn runs at once. A timer
    * callback runs before the loop reads the sockets, so after this process was descheduled a tick would
@@ -183,6 +187,8 @@ type Waiter = { test: (s: MirrorStatus) => boolean; resolve: (s: MirrorStatus) =
 
 /** How often a repeated heartbeat rejection (same lan, same reason) is logged again. */
 const REJECT_LOG_INTERVAL_MS = 60_000;
+/** How often the syncdelta answer is recomputed (it changes with time alone). */
+const SYNCED_CHECK_INTERVAL_MS = 5_000;
 
 /**
  * When each step of a takeover happened, from the moment the peer's last heartbeat reached this node's
@@ -251,7 +257,7 @@ export class MirrorEngine {
   // ----------------------------------------------------------------------------------------- inputs
 
   /** An operator or automated command. Resolves with the machine's answer (accepted or refused). */
-  command(command: MirrorCommandName, opts: { identity?: string; nosync?: boolean } = {}): Promise<CommandReply> {
+  command(command: MirrorCommandName, opts: { identity?: string; nosync?: boolean; fullsync?: boolean } = {}): Promise<CommandReply> {
     if (this.#faulted) return Promise.resolve({ ok: false, code: 'ENGINE_FAULTED', message: this.#faulted });
     if (this.#closed) return Promise.resolve({ ok: false, code: 'CONFLICT', message: 'the module engine is closed' });
     const requestId = `r${++this.#requestSeq}`;
@@ -264,6 +270,7 @@ export class MirrorEngine {
         requestId,
         ...(opts.identity ? { identity: opts.identity } : {}),
         ...(opts.nosync ? { nosync: true } : {}),
+        ...(opts.fullsync ? { fullsync: true } : {}),
       }));
     });
   }
@@ -377,6 +384,34 @@ export class MirrorEngine {
   /** Starts the clock of a freshly built engine (its first tick). */
   start(): void {
     this.#enqueue((nowMs) => ({ type: 'tick', nowMs }));
+    this.#startSyncedCheck();
+  }
+
+  /**
+   * `<rfs syncdelta>`: the reference's syncedcheck. Whether the last sync is within syncdelta is a
+   * wall-clock question, answered here and handed to the machine at start and whenever the answer changes.
+   */
+  #startSyncedCheck(): void {
+    const deltaMs = this.#o.config.syncDeltaMs ?? 0;
+    const port = this.#o.replication;
+    if (!(deltaMs > 0) || !port.lastSyncMs) return;
+    let last: boolean | null = null;
+    const check = (): void => {
+      const syncedMs = port.lastSyncMs!();
+      const wallMs = this.#clock.wallNowMs?.() ?? Date.now();
+      const recent = syncedMs !== null && wallMs - syncedMs <= deltaMs;
+      if (recent === last) return;
+      last = recent;
+      this.#enqueue((nowMs) => ({ type: 'syncedCheck', nowMs, recent }));
+    };
+    const clock = this.#clock;
+    let handle: unknown = null;
+    const loop = (): void => {
+      check();
+      handle = clock.setTimeout(loop, SYNCED_CHECK_INTERVAL_MS);
+    };
+    loop();
+    this.#closers.push(() => clock.clearTimeout(handle));
   }
 
   // ----------------------------------------------------------------------------------------- the loop

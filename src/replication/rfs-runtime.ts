@@ -28,6 +28,7 @@ import type { ReplicationPort, ReplicationReport, ReplicationStatus, RunScriptsE
 import { StayupError } from '../errors/stayup-error.ts';
 import { greetPeer, protocolError } from './handshake.ts';
 import { Journal } from './journal.ts';
+import { keepAside, stampOf } from './keep-aside.ts';
 import { connectLink, listenLinks, type FrameLink } from './link.ts';
 import { ReplicationFilter, replPath } from './paths.ts';
 import type { PeerFs } from './peer-fs.ts';
@@ -61,6 +62,8 @@ export const SYNC_MARK_INTERVAL_MS = 10_000;
 /** A target that crashed lists at most this many files it changed; beyond, the reintegration compares all. */
 const MAX_HINTS = 100_000;
 const CONNECT_RETRY_MS = 1000;
+/** The reference refuses an automatic reintegration when the two last-sync dates are further apart. */
+export const SYNC_DATE_SKEW_LIMIT_MS = 90_000;
 /** Listening again on the replication port (a new secondary episode) while the old listener lets it go. */
 const LISTEN_RETRY_MS = 100;
 const LISTEN_ATTEMPTS = 50;
@@ -182,6 +185,10 @@ export class RfsRuntime implements ReplicationPort {
     };
   }
 
+  lastSyncMs(): number | null {
+    return this.record.get().lastSyncMs;
+  }
+
   // ------------------------------------------------------------------------------------- interception
 
   async beforeScripts(batch: RunScriptsEffect): Promise<void> {
@@ -272,7 +279,8 @@ export class RfsRuntime implements ReplicationPort {
     const loaded = r.clean && r.role === 'prim' && this.journal.load() && this.journal.syncId === r.syncId;
     // A clean secondary's data is the sync point itself; anything else is unknown (compare later).
     if (!loaded) this.journal.reset(r.clean || r.role === 'second' ? r.syncId : null, Date.now());
-    this.record.update({ role: 'prim', clean: false, syncId: this.journal.syncId });
+    // Until the peer has followed every write of this role, this node holds writes the peer lacks.
+    this.record.update({ role: 'prim', clean: false, syncId: this.journal.syncId, unsyncedSinceMs: r.unsyncedSinceMs ?? Date.now() });
     const mounts = this.mounts ?? [];
     this.source = new ReplicationSource({
       dirs: this.o.rfs.replicated.map((rep, i) => ({
@@ -290,12 +298,13 @@ export class RfsRuntime implements ReplicationPort {
       events: {
         log: (level, message) => this.o.log(level, message),
         inSync: (syncId, stats) => {
-          this.record.update({ syncId, lastSyncMs: Date.now() });
+          this.record.update({ syncId, lastSyncMs: Date.now(), unsyncedSinceMs: null });
           this.lastResync = { ...stats, endedMs: Date.now() };
           if (stats.bytesSent >= RATE_MIN_BYTES && stats.durationMs > 0) this.lastMeasured = { bytesSent: stats.bytesSent, durationMs: stats.durationMs };
           this.o.log('I', `Reintegration ended (${stats.scope}): ${stats.filesCopied} files, ${stats.bytesSent} bytes sent in ${Math.round(stats.durationMs)} ms`, { ...stats });
         },
         lost: (reason) => {
+          if (this.record.get().unsyncedSinceMs === null) this.record.update({ unsyncedSinceMs: Date.now() });
           this.o.log('E', `Replication to ${this.o.peer} interrupted: ${reason}; changes are recorded for its reintegration`);
           this.scheduleConnect();
           // The peer no longer has every write: the machine must not let it take over as it is.
@@ -358,6 +367,16 @@ export class RfsRuntime implements ReplicationPort {
           return;
         }
         if (this.source !== source || source.connected) return link.close();
+        const skew = syncDateSkew(state, this.record.get().lastSyncMs, this.o.peer);
+        if (skew) {
+          // The reference refuses to reintegrate on its own here: the journal and the "changed since"
+          // dates describe different histories. `second fullsync` on the peer compares everything.
+          link.close();
+          if (this.handshakeError !== skew) this.o.log('E', `${skew}; run \`stayup second fullsync -m ${this.o.module}\` on ${this.o.peer} (after stopping it) to compare and copy everything`);
+          this.handshakeError = skew;
+          this.scheduleConnect();
+          return;
+        }
         this.handshakeError = null;
         this.o.log('I', `Replication link to ${this.o.peer} established`);
         this.watchdog.reset();
@@ -384,8 +403,17 @@ export class RfsRuntime implements ReplicationPort {
   }
 
   private async startTarget(sync: ReplicationSync, epoch: number): Promise<void> {
-    const rec = this.record.get();
-    const hints = rec.clean ? [] : this.strayFiles(rec.lastSyncMs);
+    let rec = this.record.get();
+    let divergent: string[] = [];
+    if (rec.role === 'prim' && rec.unsyncedSinceMs !== null) {
+      // This node wrote as primary without its peer (a split brain's loser, or overridden by prim,
+      // primforce or syncdelta on the other side): those files are kept before they are overwritten, and
+      // the reintegration is told to bring the primary's version of each, whatever its scope.
+      divergent = await this.keepDivergent(rec.unsyncedSinceMs);
+      if (this.role !== 'second' || this.roleEpoch !== epoch) return;
+      rec = this.record.update({ unsyncedSinceMs: null });
+    }
+    const hints = [...new Set([...(rec.clean ? [] : this.strayFiles(rec.lastSyncMs)), ...divergent])];
     const state: TargetState = {
       sync,
       syncId: rec.syncId,
@@ -481,6 +509,30 @@ export class RfsRuntime implements ReplicationPort {
     this.target?.closeFds();
     this.target = null;
     this.record.update({ clean: true });
+  }
+
+  /** Copies aside what this node wrote without its peer since `sinceMs`; returns those replication paths. */
+  private async keepDivergent(sinceMs: number): Promise<string[]> {
+    const journalPaths: string[] = [];
+    if (this.journal.load()) for (const [p, e] of this.journal.dirty.all()) if (!e.list) journalPaths.push(p);
+    this.journal.dirty.clear();
+    const r = await keepAside({
+      dirs: this.o.rfs.replicated.map((rep, i) => ({ dir: rep.dir, underPath: this.mounts?.[i]?.underPath ?? rep.dir })),
+      journalPaths,
+      changedSinceMs: sinceMs,
+      stamp: stampOf(sinceMs),
+    });
+    const since = new Date(sinceMs).toISOString();
+    if (r.paths.length > 0) {
+      this.o.log('E', `Divergent data: ${r.paths.length} files this server wrote without ${this.o.peer} since ${since} were kept in ${r.folders.join(', ')} (${r.bytes} bytes copied) before its reintegration replaces them`, { files: r.paths.length, bytes: r.bytes, folders: r.folders });
+    } else if (r.notKept.length === 0) {
+      this.o.log('I', `No file written without ${this.o.peer} since ${since} is left to keep aside`);
+    }
+    if (r.notKept.length > 0) {
+      const first = r.notKept.slice(0, 5).map((n) => `${n.path} (${n.reason})`).join(', ');
+      this.o.log('E', `Divergent data: ${r.notKept.length} files written without ${this.o.peer} since ${since} could NOT be kept aside and will be replaced by its version: ${first}${r.notKept.length > 5 ? ', ...' : ''}`);
+    }
+    return [...r.paths, ...r.notKept.map((n) => n.path)];
   }
 
   /** Files this node changed after its last sync point (minus the grace): what a crash may have left here. */
@@ -680,4 +732,16 @@ function resyncRate(measured: { bytesSent: number; durationMs: number } | null, 
   if (m !== null && (!capBytesPerS || m <= capBytesPerS)) return { bytesPerS: Math.round(m), from: 'last reintegration' };
   if (capBytesPerS) return { bytesPerS: capBytesPerS, from: 'reiallowedbw' };
   return null;
+}
+
+/**
+ * Why an incremental reintegration must not start on its own (the two nodes' last-sync dates are more than
+ * SYNC_DATE_SKEW_LIMIT_MS apart: they do not describe the same history, or a clock jumped), or null.
+ * Full and nosync reintegrations are not concerned: they do not rely on the dates.
+ */
+export function syncDateSkew(target: Pick<TargetState, 'sync' | 'lastSyncMs'>, ownLastSyncMs: number | null, peer: string): string | null {
+  if (target.sync !== 'incremental' || target.lastSyncMs === null || ownLastSyncMs === null) return null;
+  const deltaMs = Math.abs(target.lastSyncMs - ownLastSyncMs);
+  if (deltaMs <= SYNC_DATE_SKEW_LIMIT_MS) return null;
+  return `abnormal delta between the dates of the last synchronization: ${peer} ${new Date(target.lastSyncMs).toISOString()}, this server ${new Date(ownLastSyncMs).toISOString()} (${Math.round(deltaMs / 1000)} s apart, more than ${SYNC_DATE_SKEW_LIMIT_MS / 1000} s): no automatic reintegration`;
 }

@@ -86,6 +86,8 @@ type Sent = { count: bigint; paths: string[] };
  * read needs no frame (the comparison will read it), one elsewhere is journaled again.
  */
 type InProgress = { kind: 'list'; deep: boolean } | { kind: 'sum'; ranges: Array<[number, number]>; cursor: number };
+/** The peer's answers for one window: the checksums of each of its ranges. */
+type PeerSums = { sums: Buffer[] };
 
 /** Resync writes: up to this many consecutive differing bytes in one frame. */
 const WRITE_CHUNK_BYTES = 1024 * 1024;
@@ -616,18 +618,20 @@ export class ReplicationSource {
       for (;;) {
         const size = fstatSync(fd).size;
         const win = nextWindow(job, size, blockBytes);
-        let peer: { size: number; sums: Buffer } | null = null;
+        let peer: PeerSums | null = null;
         if (peerHas) {
-          // The first request also says whether the peer has a regular file there at all.
-          const at = win ?? { start: 0, end: 0 };
-          const f = await this.ask(link, (id) => ({ type: 'rangeSumReq', id, path: p, blockSize: blockBytes, offset: BigInt(at.start), length: BigInt(at.end - at.start) }));
-          if (this.link !== link || f.type !== 'sum') return;
+          // One request per range of the window, all at once (one round trip); the first answer also says
+          // whether the peer has a regular file there at all.
+          const asked = (win ?? [[0, 0]]).map(([start, end]) => this.ask(link, (id) => ({ type: 'rangeSumReq', id, path: p, blockSize: blockBytes, offset: BigInt(start), length: BigInt(end - start) })));
+          const answers = await Promise.all(asked);
+          if (this.link !== link || answers.some((a) => a.type !== 'sum')) return;
+          const f = answers[0] as FrameOf<'sum'>;
           if (first && (!f.exists || f.kind !== 0)) {
             if (f.exists) this.send({ type: 'rmtree', path: p });
             peerHas = false;
             job.ranges = [[0, Infinity]];
             job.cursor = 0;
-          } else peer = { size: Number(f.size), sums: f.sums };
+          } else peer = { sums: answers.map((a) => (a as FrameOf<'sum'>).sums) };
         }
         if (first) {
           first = false;
@@ -654,10 +658,10 @@ export class ReplicationSource {
   }
 
   /**
-   * Reads the blocks of one window and sends those the peer lacks (`peer` null: all of them) in runs of up
-   * to WRITE_CHUNK_BYTES; `job.cursor` follows what has been read.
+   * Reads the blocks of one window (ranges in increasing order) and sends those the peer lacks (`peer` null:
+   * all of them) in runs of up to WRITE_CHUNK_BYTES; `job.cursor` follows what has been read.
    */
-  private async sendDiffering(link: FrameLink, p: string, fd: number, buf: Buffer, win: { start: number; end: number }, blockBytes: number, peer: { size: number; sums: Buffer } | null, job: { cursor: number }): Promise<void> {
+  private async sendDiffering(link: FrameLink, p: string, fd: number, buf: Buffer, win: ReadonlyArray<readonly [number, number]>, blockBytes: number, peer: PeerSums | null, job: { cursor: number }): Promise<void> {
     let runStart = -1;
     let runLen = 0;
     const flush = async (): Promise<void> => {
@@ -679,24 +683,29 @@ export class ReplicationSource {
       if (this.resyncing) this.resyncing.bytes += len;
       if (this.congested) await this.drain(link);
     };
-    for (let at = win.start; at < win.end; at += blockBytes) {
-      if (this.link !== link) return;
-      if (runLen + blockBytes > buf.length) await flush();
-      const n = readFully(fd, buf.subarray(runLen), Math.min(blockBytes, win.end - at), at);
-      job.cursor = at + blockBytes;
-      if (n === 0) break;
-      const b = (at - win.start) / blockBytes;
-      const same = peer !== null && at < peer.size && (b + 1) * SUM_BYTES <= peer.sums.length && blockSum(buf.subarray(runLen, runLen + n)).equals(peer.sums.subarray(b * SUM_BYTES, (b + 1) * SUM_BYTES));
-      if (same) {
-        await flush();
-        continue;
+    for (const [r, [start, end]] of win.entries()) {
+      // The peer's checksums of this range: one per block that starts before its file's end.
+      const sums = peer?.sums[r];
+      for (let at = start; at < end; at += blockBytes) {
+        if (this.link !== link) return;
+        // A run is one write at consecutive offsets: it ends with its buffer, or at a gap between ranges.
+        if (runLen + blockBytes > buf.length || (runLen > 0 && runStart + runLen !== at)) await flush();
+        const n = readFully(fd, buf.subarray(runLen), Math.min(blockBytes, end - at), at);
+        job.cursor = at + blockBytes;
+        if (n === 0) break;
+        const k = (at - start) / blockBytes;
+        const same = sums !== undefined && (k + 1) * SUM_BYTES <= sums.length && blockSum(buf.subarray(runLen, runLen + n)).equals(sums.subarray(k * SUM_BYTES, (k + 1) * SUM_BYTES));
+        if (same) {
+          await flush();
+          continue;
+        }
+        if (runLen === 0) runStart = at;
+        runLen += n;
+        if (n < blockBytes) break;
       }
-      if (runLen === 0) runStart = at;
-      runLen += n;
-      if (n < blockBytes) break;
+      job.cursor = Math.max(job.cursor, end);
     }
     await flush();
-    job.cursor = Math.max(job.cursor, win.end);
   }
 
   private async throttle(bytes: number): Promise<void> {
@@ -792,16 +801,25 @@ export function stillToRead(job: { ranges: ReadonlyArray<readonly [number, numbe
 }
 
 /**
- * The next window of a file comparison from `job.cursor`: block-aligned, at most SUM_WINDOW_BYTES, inside one
- * of `job.ranges`, and starting before the end of the file (`size`); null when nothing is left to read.
+ * The next window of a file comparison from `job.cursor`: block-aligned parts of `job.ranges`, in order,
+ * SUM_WINDOW_BYTES in all at most, that start before the end of the file (`size`); null when nothing is
+ * left to read.
  */
-export function nextWindow(job: { ranges: ReadonlyArray<readonly [number, number]>; cursor: number }, size: number, blockBytes: number): { start: number; end: number } | null {
+export function nextWindow(job: { ranges: ReadonlyArray<readonly [number, number]>; cursor: number }, size: number, blockBytes: number): Array<[number, number]> | null {
+  const out: Array<[number, number]> = [];
+  let budget = SUM_WINDOW_BYTES;
+  const fileEnd = Math.ceil(size / blockBytes) * blockBytes;
   for (const [a, b] of job.ranges) {
     if (b <= job.cursor) continue;
     const start = Math.floor(Math.max(a, job.cursor) / blockBytes) * blockBytes;
-    if (start >= size) return null;
-    const end = Math.min(b, start + SUM_WINDOW_BYTES, Math.ceil(size / blockBytes) * blockBytes);
-    return { start, end: Math.max(end, start + blockBytes) };
+    if (start >= size || budget <= 0) break;
+    const prev = out[out.length - 1];
+    const from = prev && prev[1] > start ? prev[1] : start;
+    const end = Math.min(b, from + budget, fileEnd);
+    if (end <= from) continue;
+    if (prev && prev[1] === from) prev[1] = end;
+    else out.push([from, end]);
+    budget -= end - from;
   }
-  return null;
+  return out.length ? out : null;
 }

@@ -148,7 +148,11 @@ function twinOpener(net: MemoryHeartbeatNetwork, self: string, replicationPort: 
  * Two nodes with module `module` installed (same id, same module key), each replicating its own data
  * directory (`userconfig(data)` gives each node's userconfig.xml).
  */
-export async function twoNodes(o: { module: string; moduleId: number; userconfig: (data: string) => string }): Promise<{ nodes: [TestNode, TestNode]; close: () => Promise<void> }> {
+export async function twoNodes(o: {
+  module: string;
+  moduleId: number;
+  userconfig: (data: string) => string;
+}): Promise<{ nodes: [TestNode, TestNode]; net: MemoryHeartbeatNetwork; close: () => Promise<void> }> {
   const base = mkdtempSync(join(tmpdir(), 'stayup-rfs-tools-'));
   const net = new MemoryHeartbeatNetwork();
   const replicationPort = await freePorts('127.0.0.1');
@@ -171,6 +175,7 @@ export async function twoNodes(o: { module: string; moduleId: number; userconfig
   }
   return {
     nodes: nodes as [TestNode, TestNode],
+    net,
     close: async () => {
       for (const n of nodes) {
         await n.ctx.modules.command(o.module, 'stop').catch(() => {});

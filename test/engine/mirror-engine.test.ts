@@ -127,6 +127,11 @@ class ReplicationTwin implements ReplicationPort {
     this.reports.push(report);
     this.journal.push(`${this.name} replication ${role} ${sync}`);
   }
+  /** syncdelta: when the twin's data was last in sync (wall clock), if the test sets it. */
+  lastSyncAtMs: number | null = null;
+  lastSyncMs(): number | null {
+    return this.lastSyncAtMs;
+  }
   report(r: Partial<ReplicationReport>): void {
     this.reports[this.reports.length - 1]!({ uptodate: true, reintegrationInterrupted: false, lastSyncMs: 1, ...r });
   }
@@ -278,6 +283,30 @@ describe('mirror engine (the daemon shell) over in-memory twins', () => {
     await clock.advance(500);
     assert.equal(a.engine.status().state, 'PRIM', journal.join('\n'));
     assert.ok(!journal.some((l) => l.startsWith('n1 log E Local state ALONE')), journal.join('\n'));
+  });
+
+  it('syncdelta: alone, a node that cannot prove its data starts as primary only while its last sync is recent enough', async () => {
+    for (const [agoMs, want] of [
+      [5 * 60_000, 'ALONE'],
+      [15 * 60_000, 'WAIT'],
+      [null, 'WAIT'],
+    ] as const) {
+      const twins: string[] = [];
+      const ra = new ReplicationTwin('n1', twins);
+      ra.lastSyncAtMs = agoMs === null ? null : Date.now() - agoMs;
+      const { clock, a, journal } = pair({ config: { replicatedData: true, syncDeltaMs: 10 * 60_000 }, replication: [ra, new ReplicationTwin('n2', twins)] });
+      void a.engine.command('start');
+      await clock.advance(3000);
+      assert.equal(a.engine.status().state, want, `last sync ${agoMs} ms ago:\n${journal.join('\n')}`);
+      if (want === 'ALONE') assert.ok(journal.some((l) => l.includes('syncdelta: this server') && l.includes('less than 10 min old')), journal.join('\n'));
+      // Time alone changes the answer: a node still waiting when its last sync becomes recent (clock set
+      // back by the operator, say) is told at the next check.
+      if (agoMs !== null && want === 'WAIT') {
+        ra.lastSyncAtMs = Date.now() - 60_000;
+        await clock.advance(6000);
+        assert.equal(a.engine.status().state, 'ALONE', journal.join('\n'));
+      }
+    }
   });
 
   it('after a split brain the primary that stays announces its virtual IP again', async () => {

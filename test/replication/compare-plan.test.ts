@@ -17,22 +17,25 @@ describe('file comparison plan', () => {
     assert.deepEqual(zoneRanges(new Set(), 8 * MiB), []);
   });
 
-  it('windows stay inside the ranges, are block-aligned, at most SUM_WINDOW_BYTES, and stop at the end of the file', () => {
+  it('windows gather parts of the ranges, block-aligned, SUM_WINDOW_BYTES at most, up to the end of the file', () => {
     const W = SUM_WINDOW_BYTES;
-    const job = { ranges: zoneRanges(new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 20]), W / 2), cursor: 0 };
-    assert.deepEqual(nextWindow(job, 1000 * W, K64), { start: 0, end: W });
+    const Z = W / 2;
+    const job = { ranges: zoneRanges(new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 20, 22]), Z), cursor: 0 };
+    assert.deepEqual(nextWindow(job, 1000 * W, K64), [[0, W]]);
     job.cursor = W;
-    assert.deepEqual(nextWindow(job, 1000 * W, K64), { start: W, end: 2 * W });
+    assert.deepEqual(nextWindow(job, 1000 * W, K64), [[W, 2 * W]]);
     job.cursor = 4 * W;
-    assert.deepEqual(nextWindow(job, 1000 * W, K64), { start: 4 * W, end: 4.5 * W }, 'the end of a range ends a window');
+    assert.deepEqual(nextWindow(job, 1000 * W, K64), [[4 * W, 4.5 * W], [10 * W, 10.5 * W]], 'several ranges in one window');
     job.cursor = 4.5 * W;
-    assert.deepEqual(nextWindow(job, 1000 * W, K64), { start: 10 * W, end: 10.5 * W });
-    assert.deepEqual(nextWindow(job, 10 * W + 10, K64), { start: 10 * W, end: 10 * W + K64 }, 'the last block of a file is partial');
+    assert.deepEqual(nextWindow(job, 1000 * W, K64), [[10 * W, 10.5 * W], [11 * W, 11.5 * W]]);
+    assert.deepEqual(nextWindow(job, 10 * W + 10, K64), [[10 * W, 10 * W + K64]], 'the last block of a file is partial');
     assert.equal(nextWindow(job, 10 * W, K64), null, 'the rest of the zones lie past the end of the file');
-    job.cursor = 10.5 * W;
+    job.cursor = 11.5 * W;
     assert.equal(nextWindow(job, 1000 * W, K64), null);
+    const fine = { ranges: zoneRanges(new Set([0, 10, 20, 30]), MiB), cursor: 0 };
+    assert.deepEqual(nextWindow(fine, 100 * MiB, K64), [[0, MiB], [10 * MiB, 11 * MiB], [20 * MiB, 21 * MiB], [30 * MiB, 31 * MiB]]);
     const whole = { ranges: [[0, Infinity]] as Array<[number, number]>, cursor: 3 * MiB + 5 };
-    assert.deepEqual(nextWindow(whole, 200 * W, MiB), { start: 3 * MiB, end: 3 * MiB + W }, 'a cursor inside a block restarts at the block');
+    assert.deepEqual(nextWindow(whole, 200 * W, MiB), [[3 * MiB, 3 * MiB + W]], 'a cursor inside a block restarts at the block');
     assert.equal(nextWindow({ ranges: [[0, Infinity]], cursor: 0 }, 0, MiB), null, 'an empty file has nothing to read');
   });
 

@@ -1,5 +1,5 @@
 // Module control commands (reference §1.3): start, stop, restart, stopstart, forcestop, swap [nosync],
-// prim, second, primforce, and the waits. Each runs on this node or on every -H node at once. Module
+// prim, second [fullsync], primforce, and the waits. Each runs on this node or on every -H node at once. Module
 // scripts call them without -m (SAFEMODULE) and with -i to be counted by maxloop.
 import type { Command } from 'commander';
 import { StayupError } from '../../errors/stayup-error.ts';
@@ -8,15 +8,29 @@ import type { NodeClient } from '../client.ts';
 import type { MirrorCommandName } from '../../mirror/types.ts';
 import { runOnTargets, moduleName, hostsOf } from '../run.ts';
 
-/** Every command but swap (which takes an argument): the names are the machine's, checked by the type. */
-const COMMANDS: Array<{ name: Exclude<MirrorCommandName, 'swap'>; help: string; identity: boolean }> = [
+/**
+ * The machine's commands (names checked by the type). `flag`: the one optional word a command takes
+ * (`swap nosync`, `second fullsync`), sent as a boolean of the same name.
+ */
+const COMMANDS: Array<{ name: MirrorCommandName; help: string; identity: boolean; flag?: { name: 'nosync' | 'fullsync'; help: string } }> = [
   { name: 'start', help: 'start the module (a mirror node chooses primary, secondary or WAIT by itself)', identity: false },
   { name: 'stop', help: 'stop the module', identity: true },
   { name: 'restart', help: 'run the stop then start scripts of the current state, without changing state', identity: true },
   { name: 'stopstart', help: 'stop then start the module (on a primary: a failover)', identity: true },
   { name: 'forcestop', help: 'stop at once: running scripts are killed, only forced stops run', identity: false },
   { name: 'prim', help: 'mirror: start as primary (refused if the other node is primary)', identity: false },
-  { name: 'second', help: 'mirror: start as secondary (waits for a primary)', identity: false },
+  {
+    name: 'second',
+    help: 'mirror: start as secondary (waits for a primary); fullsync: its reintegration compares and copies everything',
+    identity: false,
+    flag: { name: 'fullsync', help: 'compare and copy everything (the way out of "abnormal delta between the dates of the last synchronization")' },
+  },
+  {
+    name: 'swap',
+    help: 'mirror: exchange the primary and secondary roles (nosync: without resynchronisation)',
+    identity: true,
+    flag: { name: 'nosync', help: 'the old primary becomes secondary without resynchronisation' },
+  },
   { name: 'primforce', help: 'mirror: start as primary even after an interrupted reintegration', identity: false },
 ];
 
@@ -58,41 +72,27 @@ function line(s: ModuleStatus, node: string | null | undefined): string {
 export function registerControlCommands(program: Command): void {
   for (const spec of COMMANDS) {
     const cmd = program.command(spec.name).description(spec.help).option('-m, --module <name>', 'module (default: $SAFEMODULE, set for module scripts)');
+    if (spec.flag) cmd.argument(`[${spec.flag.name}]`, spec.flag.help);
     if (spec.identity) cmd.option('-i, --identity <who>', 'automated caller (checker, script): counted by maxloop');
-    cmd.action(async (opts: { module?: string; identity?: string }, c: Command) => {
+    cmd.action(async (...args: unknown[]) => {
+      const word = spec.flag ? (args.shift() as string | undefined) : undefined;
+      const [opts, c] = args as [{ module?: string; identity?: string }, Command];
+      if (word !== undefined && word !== spec.flag?.name) {
+        process.stderr.write(`stayup: ${spec.name}: unknown argument "${word}" (only "${spec.flag!.name}")\n`);
+        process.exitCode = 2;
+        return;
+      }
       process.exitCode = await runOnTargets({ hosts: hostsOf(c) }, async (client) => {
         const m = moduleName(opts.module);
         const r = await client.call<ModuleStatus & { message: string; node?: string | null }>('POST', `/api/v1/modules/${encodeURIComponent(m)}/command`, {
           command: spec.name,
+          ...(word ? { [word]: true } : {}),
           ...(opts.identity ? { identity: opts.identity } : {}),
         });
         return `${m}: ${spec.name}: ${r.message} (now ${r.state} ${r.qualifier})`;
       });
     });
   }
-
-  program
-    .command('swap')
-    .description('mirror: exchange the primary and secondary roles (nosync: without resynchronisation)')
-    .argument('[nosync]', 'the old primary becomes secondary without resynchronisation')
-    .option('-m, --module <name>', 'module (default: $SAFEMODULE)')
-    .option('-i, --identity <who>', 'automated caller: counted by maxloop')
-    .action(async (nosync: string | undefined, opts: { module?: string; identity?: string }, c: Command) => {
-      if (nosync !== undefined && nosync !== 'nosync') {
-        process.stderr.write(`stayup: swap: unknown argument "${nosync}" (only "nosync")\n`);
-        process.exitCode = 2;
-        return;
-      }
-      process.exitCode = await runOnTargets({ hosts: hostsOf(c) }, async (client) => {
-        const m = moduleName(opts.module);
-        const r = await client.call<ModuleStatus & { message: string }>('POST', `/api/v1/modules/${encodeURIComponent(m)}/command`, {
-          command: 'swap',
-          ...(nosync ? { nosync: true } : {}),
-          ...(opts.identity ? { identity: opts.identity } : {}),
-        });
-        return `${m}: swap: ${r.message} (now ${r.state} ${r.qualifier})`;
-      });
-    });
 
   const waits: Array<{ name: string; help: string; states: string[] }> = [
     { name: 'waitstart', help: 'wait until the start has finished (ALONE, PRIM, SECOND, UP, or blocked in WAIT)', states: ['ALONE', 'PRIM', 'SECOND', 'UP', 'WAIT'] },

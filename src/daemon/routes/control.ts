@@ -13,7 +13,7 @@ const STATES: readonly ModuleStateName[] = ['STOP', 'WAIT', 'ALONE', 'PRIM', 'SE
 export const MAX_WAIT_MS = 600_000;
 
 export function registerControlRoutes(app: FastifyInstance, ctx: DaemonContext): void {
-  app.post<{ Params: { module: string }; Body: { command: MirrorCommandName; nosync?: boolean; identity?: string } }>(
+  app.post<{ Params: { module: string }; Body: { command: MirrorCommandName; nosync?: boolean; fullsync?: boolean; identity?: string } }>(
     '/api/v1/modules/:module/command',
     {
       config: { role: 'Control', command: 'module command' },
@@ -27,15 +27,17 @@ export function registerControlRoutes(app: FastifyInstance, ctx: DaemonContext):
           properties: {
             command: { type: 'string', enum: [...MIRROR_COMMANDS] },
             nosync: { type: 'boolean', description: 'swap only: the old primary becomes secondary without resynchronisation' },
+            fullsync: { type: 'boolean', description: 'second only: the reintegration compares and copies everything' },
             identity: { type: 'string', maxLength: 64, pattern: '^[A-Za-z0-9_.:-]+$', description: 'automated caller (the stop -i of a script): counted by maxloop' },
           },
         },
       },
     },
     async (req) => {
-      const { command, nosync, identity } = req.body;
+      const { command, nosync, fullsync, identity } = req.body;
       if (nosync && command !== 'swap') throw new StayupError('BAD_ARGUMENT', 'nosync applies to swap only');
-      const r = await ctx.modules.command(req.params.module, command, { ...(identity ? { identity } : {}), ...(nosync ? { nosync } : {}) });
+      if (fullsync && command !== 'second') throw new StayupError('BAD_ARGUMENT', 'fullsync applies to second only');
+      const r = await ctx.modules.command(req.params.module, command, { ...(identity ? { identity } : {}), ...(nosync ? { nosync } : {}), ...(fullsync ? { fullsync } : {}) });
       return { ...ctx.modules.status(req.params.module), command, accepted: true, message: r.message };
     },
   );
