@@ -10,7 +10,7 @@
 // or applied (async="none"). Every field is checked on decode; a bad frame is a ProtocolError that names
 // the frame type and the field, and the connection is dropped (nothing of that frame is applied).
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** A frame larger than this is refused before buffering it (1 MiB writes + headers, 8 MiB resync blocks). */
 export const MAX_FRAME_BYTES = 16 * 1024 * 1024 + 4096;
 
@@ -75,6 +75,11 @@ const SCHEMAS = {
   sum: [53, { id: 'u32', exists: 'u8', kind: 'u8', size: 'i64', sums: 'bytes' }],
   /** The target failed to apply frame number `count`: it is no longer a faithful copy. */
   fail: [54, { count: 'i64', error: 'str' }],
+  /**
+   * How many frames the target has applied (with async="second" its acks come on receipt, before): the
+   * primary keeps the paths of the frames after this, to mark them for the reintegration if the link breaks.
+   */
+  applied: [56, { count: 'i64' }],
   /** The answer to statReq: kind (an ENTRY_TYPES index), attributes, and a symlink's target ('' otherwise). */
   stat: [55, { id: 'u32', exists: 'u8', kind: 'u8', mode: 'u32', uid: 'u32', gid: 'u32', size: 'i64', mtimeNs: 'i64', target: 'str' }],
 } as const satisfies Record<string, readonly [number, Record<string, Kind>]>;

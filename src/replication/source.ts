@@ -106,6 +106,8 @@ export class ReplicationSource {
   private link: FrameLink | null = null;
   private sentCount = 0n;
   private ackedCount = 0n;
+  /** Frames the peer has applied: the paths of later ones are kept (sentPaths) until it has. */
+  private appliedCount = 0n;
   private pending: Pending[] = [];
   private pendingHead = 0;
   private sentPaths: Sent[] = [];
@@ -326,6 +328,7 @@ export class ReplicationSource {
     this.link = link;
     this.sentCount = 0n;
     this.ackedCount = 0n;
+    this.appliedCount = 0n;
     link.onFrame((f) => this.onFrame(f));
     link.onClose((e) => this.detach(e ? e.message : 'the link closed'));
     this.startResync(target);
@@ -337,8 +340,9 @@ export class ReplicationSource {
     if (!link) return;
     this.link = null;
     const j = this.o.journal;
-    // The peer may or may not have applied these: compare each object (and, for a directory, its entries).
-    for (const s of this.sentPaths) if (s.count > this.ackedCount) for (const p of s.paths) j.markList(p, true);
+    // The peer may or may not have applied these (acknowledged on receipt is not applied: a secondary whose
+    // daemon dies loses what it had not applied yet): compare each object (and, for a directory, its entries).
+    for (const s of this.sentPaths) if (s.count > this.appliedCount) for (const p of s.paths) j.markList(p, true);
     for (const [p, ip] of this.inProgress) ip.kind === 'list' ? j.markList(p, ip.deep) : j.markAll(p);
     this.inProgress.clear();
     this.sentPaths = [];
@@ -382,6 +386,14 @@ export class ReplicationSource {
           this.pending = this.pending.slice(this.pendingHead);
           this.pendingHead = 0;
         }
+        return;
+      }
+      case 'applied': {
+        if (f.count > this.sentCount || f.count < this.appliedCount) {
+          this.detach(`the peer applied frame ${f.count}, ${this.sentCount} were sent`);
+          return;
+        }
+        this.appliedCount = f.count;
         let k = 0;
         while (k < this.sentPaths.length && this.sentPaths[k]!.count <= f.count) k++;
         if (k) this.sentPaths.splice(0, k);

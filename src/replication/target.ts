@@ -4,7 +4,9 @@
 //
 // Acknowledgement (<rfs async>): "second" acknowledges frames as soon as they are received, before they are
 // applied (with the worker, this thread stays free to do so while the disk is busy); "none" only after they
-// are applied, an fsync frame after the data reached the disk. A frame that cannot be applied while this
+// are applied, an fsync frame after the data reached the disk. Either way an `applied` count follows the
+// applying, so the primary knows what a crash of this daemon could lose (it marks those paths if the link
+// breaks). A frame that cannot be applied while this
 // node claims to be a faithful copy makes it unfaithful: it answers `fail`, forgets its sync point and
 // reports "not up to date" (the next reintegration repairs it).
 //
@@ -60,6 +62,8 @@ export class ReplicationTarget {
   private readonly inline: BatchApplier | null;
   /** closeFds() was called: frames still arriving on the link (it closes asynchronously) are not applied. */
   private ended = false;
+  /** The current link carries the replication stream (it began with syncBegin), not only questions. */
+  private streaming = false;
 
   constructor(
     private readonly o: {
@@ -83,6 +87,7 @@ export class ReplicationTarget {
     const gen = ++this.gen;
     this.received = 0n;
     this.diverged = false;
+    this.streaming = false;
     let greeted = false;
     link.onFrame((f) => {
       if (this.gen !== gen || this.ended) return;
@@ -98,7 +103,10 @@ export class ReplicationTarget {
       }
       this.received++;
       // Persisted before anything after it is applied.
-      if (f.type === 'syncBegin') this.o.events.syncBegan(f.syncId, f.scope);
+      if (f.type === 'syncBegin') {
+        this.streaming = true;
+        this.o.events.syncBegan(f.syncId, f.scope);
+      }
       this.batch.push(f);
       // Everything that arrived in this chunk is acknowledged (async="second") and handed over together.
       if (this.batch.length === 1) queueMicrotask(() => this.flush());
@@ -157,7 +165,10 @@ export class ReplicationTarget {
           this.paused.resume?.();
           this.paused = null;
         }
-        if (link && this.o.async === 'none' && !this.diverged) link.send({ type: 'ack', count: r.count });
+        if (!link || this.diverged) return;
+        if (this.o.async === 'none') link.send({ type: 'ack', count: r.count });
+        // The primary keeps the paths of what was acknowledged but not applied until this says it is.
+        if (this.streaming) link.send({ type: 'applied', count: r.count });
         return;
       case 'send':
         link?.send(reviveBuffers(r.frame));

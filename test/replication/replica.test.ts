@@ -11,6 +11,7 @@ import { loadRfsNative, nativeAvailable } from '../../src/replication/native-bin
 import type { RfsMount, RfsNative } from '../../src/replication/rfs-runtime.ts';
 import { ReplicationSource, ZONE_SUM_BLOCK_BYTES, type TargetState } from '../../src/replication/source.ts';
 import { ReplicationTarget } from '../../src/replication/target.ts';
+import { PROTOCOL_VERSION } from '../../src/replication/protocol.ts';
 
 // Two replicas in one process: a real FUSE mount over directory A (the primary's data), the source
 // turning its events into frames, an in-memory link, and the target applying them to directory B.
@@ -129,7 +130,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
         first = false;
       });
     });
-    s.send({ type: 'hello', version: 1, module: 'm', node: 'n1', session: '1' });
+    s.send({ type: 'hello', version: PROTOCOL_VERSION, module: 'm', node: 'n1', session: '1' });
     await welcomed;
     source.attach(s, { sync: 'incremental', syncId: journal.syncId, clean: true, lastSyncMs: Date.now(), hints: [], hintsOverflow: false, ...state });
     await synced;

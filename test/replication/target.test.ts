@@ -70,6 +70,7 @@ describe('replication target', { skip }, () => {
     src.send({ type: 'mkdir', path: '0/d', mode: 0o755, uid: 0, gid: 0 });
     await until(() => acked(got) === 2n);
     assert.deepEqual(events, ['syncBegan']);
+    await until(() => got.some((f) => f.type === 'applied' && f.count === 2n));
     src.send({ type: 'write', path: '0/missing', offset: 0n, mtimeNs: 1n, sync: 0, data: Buffer.from('x') });
     src.send({ type: 'mkdir', path: '0/e', mode: 0o755, uid: 0, gid: 0 });
     await until(() => got.some((f) => f.type === 'fail'));
