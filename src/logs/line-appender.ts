@@ -51,7 +51,7 @@ export class LineAppender {
   }
 
   /** Appends one line (a serialised record without its newline), rotating first when it would not fit. */
-  append(line: string, rot: RotateOptions, fsync: boolean): void {
+  append(line: string, rot: RotateOptions): void {
     if (this.#fd < 0) this.#open();
     const body = Buffer.from(`${line}\n`);
     if (this.#size > 0 && this.#size + body.length > rot.maxBytes) {
@@ -64,9 +64,13 @@ export class LineAppender {
     this.#size = -1; // unknown until the write is whole
     let off = 0;
     while (off < buf.length) off += writeSync(this.#fd, buf, off, buf.length - off);
-    if (fsync) fsyncSync(this.#fd);
     this.#size = size + buf.length;
     this.#torn = false;
+  }
+
+  /** fsync, if the file is open. */
+  sync(): void {
+    if (this.#fd >= 0) fsyncSync(this.#fd);
   }
 
   close(): void {

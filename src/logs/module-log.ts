@@ -7,11 +7,19 @@
 // Both are size-rotated and share one sequence number per module. Each record is also written to stderr as
 // a journald-style one-liner `stayup[<module>]: <LEVEL> <message>` (switchable).
 //
-// Writing is on a takeover's path (the engine logs the loss of the peer and the new state before the
-// virtual IP moves), so a record costs a stat and a write per file: the files stay open (LineAppender),
-// every ModuleLog of one directory in this process shares them and the sequence number (LogDirWriter),
-// and the lock file that keeps writers in other processes out is taken once per turn of the event loop,
-// not once per record.
+// Writing is on a takeover's path (the engine logs the loss of the peer and the new state, the script
+// runner the absent scripts, before the virtual IP moves), and an append that grows a file can wait for the
+// file system's journal (tens of ms when other work fsyncs). So append() only takes the record's sequence
+// number and time and queues it: the records of one turn of the event loop are written together at the
+// next turn (setImmediate), in order, before any read of the log in this process, and at exit. The files
+// stay open between records (LineAppender); every ModuleLog of one directory in this process shares them,
+// the queue and the sequence number (LogDirWriter); the lock file that keeps writers in other processes out
+// is taken at a turn's first record and given back once its records are written.
+//
+// What that changes for callers: a record is in the files (and on stderr) at the end of the turn, not when
+// append() returns; a process that dies from SIGKILL loses the records of its last turn. append() throws IO
+// when the lock cannot be taken (the directory cannot be made or written); a write that fails at the end of
+// the turn is reported on stderr, naming the records that may be missing.
 import { mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { nodePaths } from '../util/paths.ts';
@@ -61,7 +69,7 @@ export interface ModuleLogOptions {
   keep?: number;
   /** Mirror records to stderr as journald-style lines. Default: the process-wide setting (on). */
   stderr?: boolean;
-  /** fsync after each non-verbose record (survives power loss, costs a disk flush). Default false. */
+  /** fsync the files after writing a turn's records if one is not verbose (survives power loss, costs a disk flush). Default false. */
   fsync?: boolean;
 }
 
@@ -108,13 +116,22 @@ function oneLine(s: string): string {
   return s.replace(/\r?\n/g, ' \\n ').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?');
 }
 
+interface QueuedRecord {
+  seq: number;
+  line: string;
+  /** Also goes to module.jsonl (not a verbose level). */
+  normal: boolean;
+  rot: RotateOptions;
+  fsync: boolean;
+  /** The journald-style line for stderr, or null. */
+  stderr: string | null;
+}
+
 /**
- * What every ModuleLog of one log directory shares in this process: the two open files, the sequence
- * number and the lock. The lock file is taken at the first record of a turn of the event loop and given
- * back at the next (setImmediate), or at exit: the records of one step (a takeover writes six) pay for one
- * lock file, not one each, and other processes wait at most that long. While it is held nobody else
- * writes, so the sequence number needs no re-reading; when it is taken again, the files are checked for
- * other writers (LineAppender.refresh) and the sequence number read again if there were any.
+ * What every ModuleLog of one log directory shares in this process: the two open files, the queue of the
+ * records of this turn, the sequence number and the lock. While the lock is held nobody else writes, so the
+ * sequence number needs no re-reading; when it is taken again, the verbose file (every record goes there)
+ * is checked for other writers (LineAppender.refresh) and the sequence number read again if there were any.
  */
 class LogDirWriter {
   readonly normal: LineAppender;
@@ -122,6 +139,7 @@ class LogDirWriter {
   readonly #lockFile: string;
   #seq: number | null = null;
   #release: (() => void) | null = null;
+  #queue: QueuedRecord[] = [];
 
   constructor(
     readonly dir: string,
@@ -133,35 +151,72 @@ class LogDirWriter {
     this.#lockFile = join(dir, '.module.lock');
   }
 
-  /** Writes the record `make` builds with the next sequence number; returns it. */
-  write(verbose: boolean, make: (seq: number) => LogRecord, rot: RotateOptions, fsync: boolean): LogRecord {
-    this.#hold();
+  /** Queues the record `make` builds with the next sequence number; returns it. */
+  add(verbose: boolean, make: (seq: number) => LogRecord, rot: RotateOptions, fsync: boolean, stderr: boolean): LogRecord {
+    const seq = this.#hold();
+    const rec = make(seq + 1);
+    this.#seq = rec.seq;
+    this.#queue.push({
+      seq: rec.seq,
+      line: JSON.stringify(rec),
+      normal: !verbose,
+      rot,
+      fsync: fsync && !verbose,
+      stderr: stderr ? `stayup[${rec.module}]: ${rec.level} ${oneLine(rec.message)}\n` : null,
+    });
+    return rec;
+  }
+
+  /** Takes the lock for this turn (once), and returns the last sequence number given. */
+  #hold(): number {
+    if (this.#release && this.#seq !== null) return this.#seq;
+    const release = lockSync(this.#lockFile);
+    this.#release = release;
     try {
-      // Every record goes to the verbose file: a write by someone else shows there.
-      const otherWriter = this.verbose.refresh();
-      if (!verbose) this.normal.refresh();
-      if (otherWriter || this.#seq === null) {
+      if (this.verbose.refresh() || this.#seq === null) {
         this.#seq = Math.max(lastSeq(this.verbose.file, isLogRecord), lastSeq(this.normal.file, isLogRecord));
       }
-      const rec = make(this.#seq + 1);
-      const line = JSON.stringify(rec);
-      if (!verbose) this.normal.append(line, rot, fsync);
-      this.verbose.append(line, rot, fsync && !verbose);
-      this.#seq = rec.seq;
-      return rec;
     } catch (e) {
       this.#seq = null;
+      this.#letGo();
       throw e;
+    }
+    // This hold's end of turn (a read may have flushed it already and a later record taken the lock again).
+    setImmediate(() => {
+      if (this.#release === release) this.flush();
+    });
+    return this.#seq;
+  }
+
+  /** Writes the queued records in order and gives the lock back. */
+  flush(): void {
+    if (!this.#release) return; // nothing queued: records are queued only under the lock
+    const queue = this.#queue;
+    this.#queue = [];
+    try {
+      if (queue.length > 0) {
+        // The path may name another file than the descriptor (rotated or removed by someone else).
+        this.verbose.refresh();
+        this.normal.refresh();
+        for (const r of queue) {
+          if (r.normal) this.normal.append(r.line, r.rot);
+          this.verbose.append(r.line, r.rot);
+        }
+        if (queue.some((r) => r.fsync)) {
+          this.normal.sync();
+          this.verbose.sync();
+        }
+        for (const r of queue) if (r.stderr) process.stderr.write(r.stderr);
+      }
+    } catch (e) {
+      this.#seq = null;
+      process.stderr.write(`stayup: cannot write the module log in ${this.dir}: ${(e as Error).message} (records ${queue[0]!.seq} to ${queue.at(-1)!.seq} may be missing)\n`);
+    } finally {
+      this.#letGo();
     }
   }
 
-  #hold(): void {
-    if (this.#release) return;
-    this.#release = lockSync(this.#lockFile);
-    setImmediate(() => this.letGo());
-  }
-
-  letGo(): void {
+  #letGo(): void {
     const release = this.#release;
     this.#release = null;
     release?.();
@@ -170,7 +225,12 @@ class LogDirWriter {
 
 /** The writers of this process, by log directory path. */
 const writers = new Map<string, LogDirWriter>();
-let releaseAtExit = false;
+let flushAtExit = false;
+
+/** Writes the records queued by this process now (before a read, at exit). */
+export function flushModuleLogs(): void {
+  for (const w of new Set(writers.values())) w.flush();
+}
 
 function writerFor(dir: string): LogDirWriter {
   const path = resolve(dir);
@@ -193,11 +253,9 @@ function writerFor(dir: string): LogDirWriter {
   }
   const w = new LogDirWriter(path, st.dev, st.ino);
   writers.set(path, w);
-  if (!releaseAtExit) {
-    releaseAtExit = true;
-    process.once('exit', () => {
-      for (const x of writers.values()) x.letGo();
-    });
+  if (!flushAtExit) {
+    flushAtExit = true;
+    process.once('exit', flushModuleLogs);
   }
   return w;
 }
@@ -230,22 +288,18 @@ export class ModuleLog {
     if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new RangeError(`unknown log level ${level}`);
     const msg = message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message;
     const f = clampFields(fields);
-    let rec: LogRecord;
     try {
       this.writer ??= writerFor(this.dir);
-      rec = this.writer.write(
+      return this.writer.add(
         isVerboseLevel(level),
         (seq) => ({ seq, ts: new Date().toISOString(), level, source, module: this.module, message: msg, ...(f ? { fields: f } : {}) }),
         { maxBytes: this.maxBytes, keep: this.keep },
         this.fsync,
+        this.stderr ?? stderrDefault,
       );
     } catch (e) {
       throw new StayupError('IO', `cannot write the log of module ${this.module}: ${(e as Error).message}`, { cause: e });
     }
-    if (this.stderr ?? stderrDefault) {
-      process.stderr.write(`stayup[${this.module}]: ${level} ${oneLine(msg)}\n`);
-    }
-    return rec;
   }
 
   user(source: string, message: string, fields?: Record<string, unknown>): LogRecord {
@@ -278,6 +332,7 @@ function tailFiles(
   keep: number,
   opts: { count?: number; verbose?: boolean },
 ): LogRecord[] {
+  flushModuleLogs(); // this process's own records of this turn first
   const count = opts.count ?? 300;
   try {
     return opts.verbose

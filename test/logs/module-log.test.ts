@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -12,6 +12,7 @@ import {
   printe,
   moduleLogDir,
   setModuleLogStderr,
+  flushModuleLogs,
   type LogRecord,
 } from '../../src/logs/module-log.ts';
 import { isStayupError } from '../../src/errors/stayup-error.ts';
@@ -21,6 +22,8 @@ function tmp(t: { after: (fn: () => void) => void }): string {
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
+
+const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /** Runs fn with process.stderr.write captured. */
 function captureStderr(fn: () => void): string {
@@ -78,8 +81,8 @@ test('the default log directory is under the module var dir of STAYUP_VAR', (t) 
   assert.equal(moduleLogDir('pg', env), join(v, 'modvar', 'pg', 'log'));
   const log = new ModuleLog('pg', { env, stderr: false });
   log.critical('rfs', 'Replication broken');
-  assert.ok(existsSync(join(v, 'modvar', 'pg', 'log', 'module.jsonl')));
   assert.equal(tail('pg', { env })[0]!.message, 'Replication broken');
+  assert.ok(existsSync(join(v, 'modvar', 'pg', 'log', 'module.jsonl')));
   assert.throws(() => moduleLogDir('../etc', env), (e) => isStayupError(e) && e.code === 'MODULE_NAME_INVALID');
 });
 
@@ -90,16 +93,17 @@ test('formatRecord prints local time with milliseconds, the level and the messag
   assert.equal(formatRecord({ ...r, message: 'two\nlines' }), '2025-03-04 05:06:07.089  E  two \\n lines');
 });
 
-test('each record is mirrored to stderr as a journald-style line, unless switched off', (t) => {
+test('each record is mirrored to stderr as a journald-style line when its turn is written, unless switched off', (t) => {
   const dir = tmp(t);
   const on = new ModuleLog('web', { dir, stderr: true });
-  assert.equal(captureStderr(() => on.event('heart', 'Local state PRIM Ready')), 'stayup[web]: E Local state PRIM Ready\n');
-  assert.equal(captureStderr(() => on.debug('heart', 'line1\nline2')), 'stayup[web]: D line1 \\n line2\n');
+  assert.equal(captureStderr(() => on.event('heart', 'Local state PRIM Ready')), '', 'not before the end of the turn');
+  assert.equal(captureStderr(flushModuleLogs), 'stayup[web]: E Local state PRIM Ready\n');
+  assert.equal(captureStderr(() => (on.debug('heart', 'line1\nline2'), flushModuleLogs())), 'stayup[web]: D line1 \\n line2\n');
   const off = new ModuleLog('web', { dir, stderr: false });
-  assert.equal(captureStderr(() => off.event('heart', 'quiet')), '');
+  assert.equal(captureStderr(() => (off.event('heart', 'quiet'), flushModuleLogs())), '');
   setModuleLogStderr(false);
   try {
-    assert.equal(captureStderr(() => new ModuleLog('web', { dir }).event('heart', 'quiet too')), '');
+    assert.equal(captureStderr(() => (new ModuleLog('web', { dir }).event('heart', 'quiet too'), flushModuleLogs())), '');
   } finally {
     setModuleLogStderr(true);
   }
@@ -120,10 +124,11 @@ test('printi goes to the verbose log only, printe to the normal log; neither wri
   ]);
 });
 
-test('a torn last line (crash mid-write) is skipped on read and never glues onto the next record', (t) => {
+test('a torn last line (crash mid-write) is skipped on read and never glues onto the next record', async (t) => {
   const dir = tmp(t);
   const log = new ModuleLog('m', { dir, stderr: false });
   for (let i = 1; i <= 3; i++) log.event('heart', `ok ${i}`);
+  await nextTurn(); // written; then a writer dies in the middle of its next record
   const torn = '{"seq":4,"ts":"2025-01-01T00:00:00.000Z","level":"E","sou';
   appendFileSync(join(dir, 'module.jsonl'), torn);
   appendFileSync(join(dir, 'verbose.jsonl'), torn);
@@ -145,6 +150,7 @@ test('logs rotate by size, keep N files, and seq and tail continue across rotati
   const dir = tmp(t);
   const log = new ModuleLog('m', { dir, stderr: false, maxBytes: 2000, keep: 2 });
   for (let i = 1; i <= 100; i++) log.append(i % 2 ? 'E' : 'D', 'heart', `message number ${i}`);
+  flushModuleLogs();
   const files = readdirSync(dir).filter((f) => f.endsWith('.jsonl') || /\.jsonl\.\d+$/.test(f)).sort();
   assert.deepEqual(files, ['module.jsonl', 'module.jsonl.1', 'module.jsonl.2', 'verbose.jsonl', 'verbose.jsonl.1', 'verbose.jsonl.2']);
   for (const f of files) assert.ok(readFileSync(join(dir, f)).length <= 2000, f);
@@ -232,7 +238,6 @@ function openDescriptors(file: string): number {
   return n;
 }
 
-const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 test('the files stay open between records, shared by every writer of the directory; the lock is held until the next turn of the event loop', async (t) => {
   const dir = tmp(t);
@@ -240,16 +245,49 @@ test('the files stay open between records, shared by every writer of the directo
   a.event('heart', 'one');
   new ModuleLog('m', { dir, stderr: false }).info('heart', 'two');
   a.event('heart', 'three');
-  assert.equal(openDescriptors(join(dir, 'module.jsonl')), 1);
-  assert.equal(openDescriptors(join(dir, 'verbose.jsonl')), 1);
   assert.equal(readFileSync(join(dir, '.module.lock'), 'utf8'), `${process.pid}\n`, 'held during this turn');
+  assert.equal(existsSync(join(dir, 'verbose.jsonl')), false, 'written at the end of the turn');
   await nextTurn();
   assert.ok(!existsSync(join(dir, '.module.lock')), 'given back at the next turn');
+  assert.deepEqual(readFileSync(join(dir, 'verbose.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as LogRecord).seq), [1, 2, 3]);
+  assert.equal(openDescriptors(join(dir, 'module.jsonl')), 1);
+  assert.equal(openDescriptors(join(dir, 'verbose.jsonl')), 1);
   a.event('heart', 'four');
   assert.ok(existsSync(join(dir, '.module.lock')), 'taken again');
   await nextTurn();
   assert.deepEqual(tail('m', { dir, verbose: true }).map((r) => `${r.seq} ${r.message}`), ['1 one', '2 two', '3 three', '4 four']);
   assert.equal(openDescriptors(join(dir, 'verbose.jsonl')), 1);
+});
+
+test('a read in the middle of a turn writes what was queued; a record after it takes the lock again until its own end of turn', async (t) => {
+  const dir = tmp(t);
+  const log = new ModuleLog('m', { dir, stderr: false });
+  log.event('heart', 'one');
+  assert.deepEqual(tail('m', { dir }).map((r) => r.message), ['one'], 'a read sees this process’s records at once');
+  assert.ok(!existsSync(join(dir, '.module.lock')), 'and the lock is given back');
+  // Queued between the first hold's end of turn and the second's.
+  const between = new Promise<{ locked: boolean; written: number }>((resolve) =>
+    setImmediate(() => resolve({ locked: existsSync(join(dir, '.module.lock')), written: readFileSync(join(dir, 'verbose.jsonl'), 'utf8').trim().split('\n').length })),
+  );
+  log.event('heart', 'two');
+  assert.deepEqual(await between, { locked: true, written: 1 }, 'the first hold’s end of turn leaves the second alone');
+  await nextTurn();
+  assert.ok(!existsSync(join(dir, '.module.lock')));
+  assert.deepEqual(tail('m', { dir }).map((r) => `${r.seq} ${r.message}`), ['1 one', '2 two']);
+});
+
+test('a write that fails at the end of the turn is reported on stderr with the records it concerns, and gives the lock back', (t) => {
+  const dir = tmp(t);
+  const log = new ModuleLog('m', { dir, stderr: false });
+  log.event('heart', 'one');
+  log.info('heart', 'two');
+  mkdirSync(join(dir, 'verbose.jsonl')); // the file cannot be opened any more
+  const said = captureStderr(flushModuleLogs);
+  assert.match(said, new RegExp(`^stayup: cannot write the module log in ${dir}: EISDIR.* \\(records 1 to 2 may be missing\\)\n$`));
+  assert.ok(!existsSync(join(dir, '.module.lock')));
+  rmSync(join(dir, 'verbose.jsonl'), { recursive: true });
+  assert.equal(log.event('heart', 'three').seq, 2, 'the sequence is read again from the files (module.jsonl has record 1)');
+  assert.deepEqual(tail('m', { dir, verbose: true }).map((r) => r.message), ['three']);
 });
 
 test('a file rotated or removed behind the open descriptor: the next record goes to the file the path names', async (t) => {
@@ -262,13 +300,14 @@ test('a file rotated or removed behind the open descriptor: the next record goes
   renameSync(join(dir, 'verbose.jsonl'), join(dir, 'verbose.jsonl.1'));
   const after = log.event('heart', 'after');
   assert.equal(after.seq, 2, 'the sequence goes on from the rotated file');
+  flushModuleLogs();
   assert.deepEqual(readFileSync(join(dir, 'module.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as LogRecord).message), ['after']);
   assert.deepEqual(readFileSync(join(dir, 'module.jsonl.1'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as LogRecord).message), ['before']);
   assert.equal(openDescriptors(join(dir, 'module.jsonl.1')), 0, 'the old file is closed');
-  // Even within one turn (no lock taken again), a file moved by someone else is followed.
+  // A file moved while a record waits for the end of its turn: the record goes to the path's new file.
+  log.info('heart', 'queued');
   renameSync(join(dir, 'verbose.jsonl'), join(dir, 'verbose.jsonl.2'));
-  log.info('heart', 'same turn');
-  assert.deepEqual(tail('m', { dir, verbose: true, keep: 0 }).map((r) => r.message), ['same turn']);
+  assert.deepEqual(tail('m', { dir, verbose: true, keep: 0 }).map((r) => r.message), ['queued']);
   await nextTurn();
   // The whole directory removed (module uninstalled) and written to again.
   rmSync(dir, { recursive: true, force: true });
