@@ -160,6 +160,40 @@ export async function nextReintegration(lab: Lab, node: string, module: string, 
   }
 }
 
+async function stayupOk(lab: Lab, node: string, args: string[]): Promise<void> {
+  const r = await stayupOn(lab, node, args);
+  if (r.code !== 0) throw new StayupError('LAB_COMMAND_FAILED', `stayup ${args.join(' ')} on ${node} exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
+}
+
+/**
+ * The first start of a replicated module on two servers: `start` on both; neither can prove its data is
+ * current, so both wait, and the operator names the source with `prim`. Returns the full reintegration
+ * that copied `source`'s data to the other server.
+ */
+export async function firstStartReplicated(lab: Lab, module: string, source: string, timeoutS = 180): Promise<ReintegrationFigures> {
+  const other = serverNames(lab).find((n) => n !== source)!;
+  await stayupOk(lab, source, ['-H', '*', 'start', '-m', module]);
+  await waitModuleState(lab, source, module, 'WAIT', timeoutS);
+  await stayupOk(lab, source, ['prim', '-m', module]);
+  await waitModuleState(lab, source, module, 'PRIM', timeoutS);
+  await waitModuleState(lab, other, module, 'SECOND', timeoutS);
+  return nextReintegration(lab, source, module, null);
+}
+
+/**
+ * A killed server comes back: it boots (startServer), its daemon starts, the module starts on it, and it
+ * becomes SECOND through a reintegration by `primary` (which turns PRIM). Returns that reintegration.
+ */
+export async function rejoinAsSecondary(lab: Lab, node: string, module: string, primary: string, timeoutS = 300): Promise<ReintegrationFigures> {
+  const previous = await lastReintegrationLine(lab, primary, module);
+  await lab.startServer(node);
+  await startDaemon(lab, node);
+  await stayupOk(lab, node, ['start', '-m', module]);
+  await waitModuleState(lab, node, module, 'SECOND', timeoutS);
+  await waitModuleState(lab, primary, module, 'PRIM', 60);
+  return nextReintegration(lab, primary, module, previous);
+}
+
 /**
  * Why the end-to-end tests cannot run here, or false. `replication`: they also mount FUSE (the native
  * addon, /dev/fuse).

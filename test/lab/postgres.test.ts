@@ -4,17 +4,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab } from '../../src/lab/lab.ts';
-import {
-  configureCluster,
-  installModule,
-  labSkipReason,
-  lastReintegrationLine,
-  nextReintegration,
-  startDaemon,
-  startDaemons,
-  stayupOn,
-  waitModuleState,
-} from '../../src/lab/stayup-cluster.ts';
+import { configureCluster, installModule, labSkipReason, firstStartReplicated, rejoinAsSecondary, startDaemons, stayupOn, waitModuleState } from '../../src/lab/stayup-cluster.ts';
 import { findPostgresBin, initPostgresData, labPostgresPackage, POSTGRES_LOG, removeOrphanSharedMemory } from '../../src/lab/postgres-module.ts';
 
 // A real database on a replicated directory: PostgreSQL (the Debian package) with its data directory
@@ -105,15 +95,7 @@ describe('PostgreSQL on a replicated data directory: committed transactions surv
   });
 
   it('a first start copies the initdb-made data directory to node2; PostgreSQL runs on node1 and answers on the virtual IP', async () => {
-    const r = await stayupOn(lab, 'node1', ['-H', '*', 'start', '-m', MODULE]);
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    // Neither node can prove its data is current at a first start: the operator names the source.
-    await waitState('node1', 'WAIT');
-    const p = await stayupOn(lab, 'node1', ['prim', '-m', MODULE]);
-    assert.equal(p.code, 0, p.stdout + p.stderr);
-    await waitState('node1', 'PRIM', 180);
-    await waitState('node2', 'SECOND', 180);
-    const full = await nextReintegration(lab, 'node1', MODULE, null);
+    const full = await firstStartReplicated(lab, MODULE, 'node1');
     assert.equal(await queryWhenUp('SELECT inet_server_addr()'), `${vip}\n`);
     await queryWhenUp('CREATE TABLE counts (n integer PRIMARY KEY)');
     assert.equal(await queryWhenUp("SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit')"), 'on on\n');
@@ -163,14 +145,7 @@ describe('PostgreSQL on a replicated data directory: committed transactions surv
           `the database answered on the virtual IP after ${answerMs} ms (crash recovery: ${redo}); all ${committed.length} found, ${rows.length} rows, max ${rows.at(-1)}`,
       );
       // The old primary comes back and is reintegrated before it can be the next survivor.
-      const previous = await lastReintegrationLine(lab, second, MODULE);
-      await lab.startServer(prim);
-      await startDaemon(lab, prim);
-      const s = await stayupOn(lab, prim, ['start', '-m', MODULE]);
-      assert.equal(s.code, 0, s.stdout + s.stderr);
-      await waitState(prim, 'SECOND', 300);
-      await waitState(second, 'PRIM', 60);
-      const back = await nextReintegration(lab, second, MODULE, previous);
+      const back = await rejoinAsSecondary(lab, prim, MODULE, second);
       report.push(`round ${round}: ${prim} back as SECOND: ${back.line}`);
       next = (rows.at(-1) ?? 0) + 1;
       prim = second;

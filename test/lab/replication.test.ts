@@ -4,18 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab } from '../../src/lab/lab.ts';
-import {
-  configureCluster,
-  installModule,
-  labSkipReason,
-  lastReintegrationLine,
-  nextReintegration,
-  startDaemon,
-  startDaemons,
-  stayupOn,
-  waitModuleState,
-  writeOnServer,
-} from '../../src/lab/stayup-cluster.ts';
+import { configureCluster, installModule, labSkipReason, firstStartReplicated, rejoinAsSecondary, startDaemons, waitModuleState, writeOnServer } from '../../src/lab/stayup-cluster.ts';
 import { labMirrorPackage } from '../../src/lab/mirror-module.ts';
 
 // Synchronous replication end to end: two lab servers, real daemons, a mirror module replicating
@@ -33,8 +22,9 @@ const DATA = '/var/lib/app/data';
 const ROUNDS = Number(process.env['STAYUP_REPL_ROUNDS'] ?? 20);
 const STATIC_BYTES = 32 * 1024 * 1024;
 /**
- * The journal's zone (ruzone_blocksize): a changed zone is sent whole. 1 MiB, the reintegration's block
- * size, rather than the 8 MiB default, so the bytes sent can be held close to the bytes changed.
+ * The journal's zone (ruzone_blocksize), 1 MiB rather than the 8 MiB default: the block size a crashed node's
+ * own recent files are compared in, so whichever way a changed range reaches the reintegration (journaled
+ * zone, or block comparison) it costs at most the 1 MiB-aligned blocks around it.
  */
 const ZONE_BYTES = 1024 * 1024;
 
@@ -148,20 +138,12 @@ describe('replication: no acknowledged write lost across 20 primary crashes; res
   });
 
   it('a first start copies the data to the secondary (full reintegration), which then is a byte-identical copy', async () => {
-    const r = await stayupOn(lab, 'node1', ['-H', '*', 'start', '-m', MODULE]);
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    // A first start: neither node can prove its data is current, both wait; the operator names the source.
-    await waitState('node1', 'WAIT');
-    const p = await stayupOn(lab, 'node1', ['prim', '-m', MODULE]);
-    assert.equal(p.code, 0, p.stdout + p.stderr);
-    await waitState('node1', 'PRIM');
-    await waitState('node2', 'SECOND');
+    const figures = await firstStartReplicated(lab, MODULE, 'node1');
     const same = await identical('node1', 'node2', 'first start');
     // The secondary's copy is read-only to applications.
     const w = await lab.exec('node2', ['sh', '-c', `echo x > ${DATA}/nope.txt`]);
     assert.notEqual(w.code, 0);
     assert.match(w.stderr, /Read-only/i);
-    const figures = await nextReintegration(lab, 'node1', MODULE, null);
     assert.ok(figures.bytesSent >= STATIC_BYTES, `a first start copies the data: ${figures.line}`);
     report.push(`first start: ${figures.line}; data ${same.bytes} bytes in ${same.files} files, identical on node2`);
   });
@@ -203,14 +185,7 @@ describe('replication: no acknowledged write lost across 20 primary crashes; res
       const recordsBytes = (last + added) * 11;
 
       // The old primary returns and is reintegrated.
-      const previous = await lastReintegrationLine(lab, second, MODULE);
-      await lab.startServer(prim);
-      await startDaemon(lab, prim);
-      const s = await stayupOn(lab, prim, ['start', '-m', MODULE]);
-      assert.equal(s.code, 0, s.stdout + s.stderr);
-      await waitState(prim, 'SECOND', 180);
-      await waitState(second, 'PRIM', 60);
-      const figures = await nextReintegration(lab, second, MODULE, previous);
+      const figures = await rejoinAsSecondary(lab, prim, MODULE, second);
       const same = await identical(second, prim, `round ${round}`);
 
       // What the peer lacked for certain: the rewritten part of static.bin and the new files (random bytes).
