@@ -55,6 +55,9 @@ export class ReplicationTarget {
   private gen = 0;
   private received = 0n;
   private batch: Frame[] = [];
+  /** Batches acknowledged and not yet handed to the applier (it comes after the acknowledgement has left). */
+  private toApply: Array<{ gen: number; frames: Frame[] }> = [];
+  private handOverQueued = false;
   private diverged = false;
   private backlog = 0;
   private paused: FrameLink | null = null;
@@ -114,6 +117,7 @@ export class ReplicationTarget {
     link.onClose(() => {
       if (this.link !== link) return;
       this.flush();
+      this.handOver();
       this.link = null;
       if (this.inline) this.inline.closeFds();
       else this.worker?.worker.postMessage({ t: 'closeFds' });
@@ -126,6 +130,7 @@ export class ReplicationTarget {
    */
   closeFds(): void {
     this.flush();
+    this.handOver();
     this.ended = true;
     if (this.inline) {
       this.inline.closeFds();
@@ -142,15 +147,35 @@ export class ReplicationTarget {
     const batch = this.batch;
     if (batch.length === 0) return;
     this.batch = [];
-    const link = this.link!;
-    if (this.o.async === 'second') link.send({ type: 'ack', count: this.received });
-    if (this.inline) {
-      this.inline.apply(this.gen, batch);
+    this.toApply.push({ gen: this.gen, frames: batch });
+    if (this.o.async === 'none') {
+      this.handOver();
       return;
     }
-    for (const f of batch) this.backlog += frameBytes(f);
-    this.startWorker().worker.postMessage({ t: 'frames', gen: this.gen, frames: batch });
-    if (this.backlog > BACKLOG_PAUSE_BYTES && !this.paused && link.pause) {
+    this.link!.send({ type: 'ack', count: this.received });
+    // The acknowledgement leaves at the next tick (the link uncorks then): copying the frames to the worker
+    // (or applying them here) waits until after it, it would delay it by as long.
+    if (!this.handOverQueued) {
+      this.handOverQueued = true;
+      setImmediate(() => this.handOver());
+    }
+  }
+
+  /** Hands the acknowledged batches to the applier, in order. */
+  private handOver(): void {
+    this.handOverQueued = false;
+    const items = this.toApply;
+    this.toApply = [];
+    for (const { gen, frames } of items) {
+      if (this.inline) {
+        this.inline.apply(gen, frames);
+        continue;
+      }
+      for (const f of frames) this.backlog += frameBytes(f);
+      this.startWorker().worker.postMessage({ t: 'frames', gen, frames });
+    }
+    const link = this.link;
+    if (link?.pause && this.backlog > BACKLOG_PAUSE_BYTES && !this.paused) {
       link.pause();
       this.paused = link;
     }
