@@ -101,9 +101,9 @@ export function labMirrorUserConfig(o: LabMirrorOptions): string {
   const errd = o.errdPolltimer
     ? `  <errd polltimer="${o.errdPolltimer}">\n    <proc name="python3" argregex="lab-service\\.py ${o.servicePort ?? 7000}" atleast="1" action="restart" class="prim" />\n  </errd>\n`
     : '';
-  const zone = (o.rfs?.zoneBytes ? ` reipacketsize="${o.rfs.zoneBytes}" ruzone_blocksize="${o.rfs.zoneBytes}"` : '') + (o.rfs?.sendTimeout ? ` sendtimeout="${o.rfs.sendTimeout}"` : '');
+  const rfsAttrs = (o.rfs?.zoneBytes ? ` reipacketsize="${o.rfs.zoneBytes}" ruzone_blocksize="${o.rfs.zoneBytes}"` : '') + (o.rfs?.sendTimeout ? ` sendtimeout="${o.rfs.sendTimeout}"` : '');
   const rfs = o.rfs
-    ? `  <rfs async="${o.rfs.async ?? 'second'}"${zone}>\n${o.rfs.dirs.map((d) => `    <replicated dir="${d}" mode="read_only" />`).join('\n')}\n  </rfs>\n`
+    ? `  <rfs async="${o.rfs.async ?? 'second'}"${rfsAttrs}>\n${o.rfs.dirs.map((d) => `    <replicated dir="${d}" mode="read_only" />`).join('\n')}\n  </rfs>\n`
     : '';
   return `<!DOCTYPE safe>
 <safe>
