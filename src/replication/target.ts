@@ -26,6 +26,8 @@ export { blockSum, readFully, SUM_BYTES, type TargetRoot } from './frame-applier
 /** The link is not read while this much received data waits to be applied (the primary then waits). */
 const BACKLOG_PAUSE_BYTES = 64 * 1024 * 1024;
 const BACKLOG_RESUME_BYTES = 16 * 1024 * 1024;
+/** With async="second", the applied count goes on its own this long after it moved on, if no ack took it. */
+const APPLIED_DELAY_MS = 20;
 /** closeFds() stops waiting for the apply worker after this long (a disk that hangs): said in the log. */
 const DRAIN_TIMEOUT_MS = 120_000;
 
@@ -67,6 +69,10 @@ export class ReplicationTarget {
   private ended = false;
   /** The current link carries the replication stream (it began with syncBegin), not only questions. */
   private streaming = false;
+  /** Frames of the current link applied, and the count last told the primary (see sendApplied). */
+  private appliedCount = 0n;
+  private appliedSent = 0n;
+  private appliedTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly o: {
@@ -91,6 +97,8 @@ export class ReplicationTarget {
     this.received = 0n;
     this.diverged = false;
     this.streaming = false;
+    this.appliedCount = 0n;
+    this.appliedSent = 0n;
     let greeted = false;
     link.onFrame((f) => {
       if (this.gen !== gen || this.ended) return;
@@ -153,12 +161,25 @@ export class ReplicationTarget {
       return;
     }
     this.link!.send({ type: 'ack', count: this.received });
+    this.sendApplied();
     // The acknowledgement leaves at the next tick (the link uncorks then): copying the frames to the worker
     // (or applying them here) waits until after it, it would delay it by as long.
     if (!this.handOverQueued) {
       this.handOverQueued = true;
       setImmediate(() => this.handOver());
     }
+  }
+
+  /**
+   * Tells the primary how many frames are applied, if that moved on: it keeps the paths of what was
+   * acknowledged but not applied until then (to mark them if the link breaks first).
+   */
+  private sendApplied(): void {
+    if (this.appliedTimer) clearTimeout(this.appliedTimer);
+    this.appliedTimer = null;
+    if (!this.streaming || !this.link || this.diverged || this.appliedCount <= this.appliedSent) return;
+    this.appliedSent = this.appliedCount;
+    this.link.send({ type: 'applied', count: this.appliedCount });
   }
 
   /** Hands the acknowledged batches to the applier, in order. */
@@ -191,9 +212,16 @@ export class ReplicationTarget {
           this.paused = null;
         }
         if (!link || this.diverged) return;
-        if (this.o.async === 'none') link.send({ type: 'ack', count: r.count });
-        // The primary keeps the paths of what was acknowledged but not applied until this says it is.
-        if (this.streaming) link.send({ type: 'applied', count: r.count });
+        this.appliedCount = r.count;
+        if (this.o.async === 'none') {
+          link.send({ type: 'ack', count: r.count });
+          this.sendApplied();
+        } else if (this.streaming && !this.appliedTimer) {
+          // With async="second" it rides with the next acknowledgement, or goes on its own shortly: a frame
+          // of its own per batch would wake the primary once more per write.
+          this.appliedTimer = setTimeout(() => this.sendApplied(), APPLIED_DELAY_MS);
+          this.appliedTimer.unref();
+        }
         return;
       case 'send':
         link?.send(reviveBuffers(r.frame));
