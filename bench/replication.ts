@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab } from '../src/lab/lab.ts';
 import { isAlive } from '../src/lab/sys.ts';
-import { buildHelper, FIGURE_TEXT, FIGURES, fmtFigure, FULL_SIZES, medians, QUICK_SIZES, runWorkloads, type Exec, type Figure, type FigureResult, type WorkloadResults, type WorkloadSizes } from './lib/fsbench.ts';
+import { buildHelper, FIGURE_TEXT, FIGURES, fmtFigure, FULL_SIZES, medians, QUICK_SIZES, takeTurns, TargetWorkloads, type Exec, type Figure, type FigureResult, type WorkloadResults, type WorkloadSizes } from './lib/fsbench.ts';
 import { GLUSTER_CONFIGS, GLUSTER_MOUNT, GlusterVolume, type GlusterConfig, type GlusterPlacement } from './lib/gluster.ts';
 import { FULL_RESYNC, MODULE, QUICK_RESYNC, REPL_DIR, ReplicatedModule, type ResyncResult, type ResyncSizes, type RfsAsync } from './lib/repl-stayup.ts';
 import { StayupCluster } from './lib/stayup.ts';
@@ -278,24 +278,32 @@ async function main(): Promise<number> {
     const helper = buildHelper(join(L.stateDir, 'bin'));
     const exec: Exec = (argv, timeoutMs) => L.exec(node1, argv, { timeoutMs });
 
+    // Every target is set up first, then the workloads take turns on them (takeTurns): the load of a machine
+    // others share changes during a run, and measuring the targets one after the other compared their loads.
+    const turns: Partial<Record<Target | GlusterConfig, TargetWorkloads>> = {};
+    const workloadsOf = (key: Target | GlusterConfig, dir: string, label: string): TargetWorkloads => (turns[key] = new TargetWorkloads(exec, helper, dir, sizes, say, label));
+    const failTarget = (t: Target, e: unknown): void => {
+      errors.push(`${t}: ${errText(e)}`);
+      out[t] = { error: errText(e) };
+      say(`  ${t}: FAILED: ${errText(e)}`);
+    };
+
     // ---- local
     if (args.targets.includes('local')) {
       say(`\n== local: plain directory ${LOCAL_DIR} on ${node1}`);
       try {
-        res.local = await runWorkloads(exec, helper, join(LOCAL_DIR, 'work'), sizes, say, 'local', figures);
-        out.local = { dir: LOCAL_DIR, ...targetJson(res.local) };
+        await workloadsOf('local', join(LOCAL_DIR, 'work'), 'local').prepare();
       } catch (e) {
-        errors.push(`local: ${errText(e)}`);
-        out.local = { error: errText(e) };
-        say(`  local: FAILED: ${errText(e)}`);
+        failTarget('local', e);
+        delete turns.local;
       }
     }
 
     // ---- stayup
+    const cluster = new StayupCluster(L);
+    const mod = new ReplicatedModule(L, cluster, say, { dir: REPL_DIR, async: args.async });
     if (args.targets.includes('stayup')) {
       say(`\n== stayup: mirror module ${MODULE}, <rfs async="${args.async}"><replicated dir="${REPL_DIR}"/></rfs>, PRIM ${node1}, SECOND ${L.servers[1]}`);
-      const cluster = new StayupCluster(L);
-      const mod = new ReplicatedModule(L, cluster, say, { dir: REPL_DIR, async: args.async });
       try {
         await cluster.setup();
         say('  stayup: daemons running, cluster.xml pushed to both nodes');
@@ -303,76 +311,110 @@ async function main(): Promise<number> {
         say(`  stayup: installed on ${L.servers.join(', ')} with \`stayup -H "*" module install\`${installed ? ` (${installed})` : ''}`);
         await mod.start();
         say(`  stayup: ${node1} PRIM (Ready), ${L.servers[1]} SECOND (Ready); ${REPL_DIR} on ${node1} is a ${await mod.checkMounted()} mount`);
-        res.stayup = await runWorkloads(exec, helper, join(REPL_DIR, 'work'), sizes, say, 'stayup', figures);
-        out.stayup = { dir: REPL_DIR, rfs_async: args.async, ...targetJson(res.stayup), resync_mib_s: null, resync_bytes_sent: null };
-        if (args.workloads.has('resync')) try {
-          say(`  stayup resync: ${resyncSizes.files} x ${resyncSizes.fileMib} MiB, every ${resyncSizes.every}th 1 MiB block rewritten while ${L.servers[1]} is stopped`);
-          resync = await mod.resync(helper, resyncSizes);
-          out.stayup = { ...out.stayup, resync_mib_s: resync.resync_mib_s, resync_bytes_sent: resync.resync_bytes_sent, resync };
-          say(`  stayup resync: ${(resync.resync_changed_bytes / 1048576).toFixed(0)} MiB changed, SECOND (Ready) after ${resync.resync_s} s (the same cycle with nothing changed: ${resync.empty_resync_s} s; module log reintegration ${resync.resync_log_s ?? '-'} s): ${resync.resync_mib_s} MiB/s; bytes sent ${resync.resync_bytes_sent ?? 'not reported by this stayup version'}`);
-        } catch (e) {
-          errors.push(`stayup resync: ${errText(e)}`);
-          out.stayup = { ...out.stayup, resync_error: errText(e) };
-          say(`  stayup resync: FAILED: ${errText(e)}`);
-        }
+        await workloadsOf('stayup', join(REPL_DIR, 'work'), 'stayup').prepare();
       } catch (e) {
-        errors.push(`stayup: ${errText(e)}`);
-        out.stayup = { error: errText(e) };
-        say(`  stayup: FAILED: ${errText(e)}`);
-      } finally {
-        if (mod.started) await mod.stop().catch((e: unknown) => say(`  stayup: stop: ${errText(e).split('\n')[0]}`));
+        failTarget('stayup', e);
+        delete turns.stayup;
       }
     }
 
     // ---- glusterfs
+    const configsUsed: Partial<Record<GlusterConfig, Record<string, string>>> = {};
+    let setupFailure: string | undefined;
     if (args.targets.includes('glusterfs')) {
       say(`\n== glusterfs: replica 2 volume, FUSE client on ${node1} at ${GLUSTER_MOUNT}`);
       const placements: GlusterPlacement[] = args.glusterPlacement === 'per-server' ? ['per-server', 'one-server'] : ['one-server'];
-      const configsUsed: Partial<Record<GlusterConfig, Record<string, string>>> = {};
       const setupFailures: string[] = [];
+      for (const placement of placements) {
+        const g = new GlusterVolume(L, placement, say);
+        gluster = g;
+        try {
+          await g.setup();
+          break;
+        } catch (e) {
+          setupFailures.push(`${placement}: ${errText(e).split('\n')[0]}`);
+          const w = await g.teardown();
+          gluster = undefined;
+          say(`  glusterfs ${placement} setup FAILED: ${errText(e).split('\n')[0]}${w.length ? ` (teardown: ${w.join('; ')})` : ''}`);
+        }
+      }
+      setupFailure = setupFailures[0];
+      if (!gluster) failTarget('glusterfs', new Error(`no GlusterFS volume could be set up: ${setupFailures.join('; ')}`));
+      else say(`  glusterfs ${await gluster.version()}: ${gluster.describe()}${gluster.placement === 'one-server' ? (setupFailure ? ` (the per-server setup failed: ${setupFailure})` : ' (--gluster-placement one-server)') : ''}`);
+    }
+
+    // ---- the workloads: with each GlusterFS configuration in turn, the figures compared against it taking
+    // turns on every target, then its other figures on GlusterFS alone (the JSON reports both configurations).
+    const compared = (config: GlusterConfig): Set<Figure> => new Set([...figures].filter((f) => GLUSTER_FIGURE_CONFIG[f] === config));
+    const phases: GlusterConfig[] = gluster ? ['write_behind_off', 'defaults'] : [];
+    const ours = (): TargetWorkloads[] => [turns.local, turns.stayup].filter((t): t is TargetWorkloads => t !== undefined);
+    const done = new Set<Figure>();
+    for (const config of phases) {
+      const g: GlusterVolume = gluster!;
       try {
-        for (const placement of placements) {
-          const g = new GlusterVolume(L, placement, say);
-          gluster = g;
-          try {
-            await g.setup();
-            break;
-          } catch (e) {
-            setupFailures.push(`${placement}: ${errText(e).split('\n')[0]}`);
-            const w = await g.teardown();
-            gluster = undefined;
-            say(`  glusterfs ${placement} setup FAILED: ${errText(e).split('\n')[0]}${w.length ? ` (teardown: ${w.join('; ')})` : ''}`);
-          }
-        }
-        if (!gluster) throw new Error(`no GlusterFS volume could be set up: ${setupFailures.join('; ')}`);
-        const setupFailure = setupFailures[0];
-        const g: GlusterVolume = gluster;
-        say(`  glusterfs ${await g.version()}: ${g.describe()}${g.placement === 'one-server' ? (setupFailure ? ` (the per-server setup failed: ${setupFailure})` : ' (--gluster-placement one-server)') : ''}`);
-        for (const config of Object.keys(GLUSTER_CONFIGS) as GlusterConfig[]) {
-          configsUsed[config] = await g.configure(config);
-          say(`  glusterfs ${config}: ${Object.entries(configsUsed[config]!).map(([k, v]) => `${k}=${v}`).join(', ')}`);
-          // Each figure comes from one configuration (GLUSTER_FIGURE_CONFIG): the other's run would be unused.
-          const wanted = args.workloads.size < WORKLOADS.length ? new Set([...figures].filter((f) => GLUSTER_FIGURE_CONFIG[f] === config)) : figures;
-          glusterRes[config] = await runWorkloads(exec, helper, join(GLUSTER_MOUNT, `work-${config}`), sizes, say, `glusterfs ${config}`, wanted);
-        }
-        const compared = Object.fromEntries(FIGURES.map((f) => [f, glusterRes[GLUSTER_FIGURE_CONFIG[f]]?.[f]])) as WorkloadResults;
-        res.glusterfs = compared;
-        out.glusterfs = {
-          ...medians(compared),
-          options: Object.fromEntries(FIGURES.map((f) => [f, CONFIG_TEXT[GLUSTER_FIGURE_CONFIG[f]]])),
-          placement:
-            g.placement === 'per-server'
-              ? 'one glusterd per lab server, one brick each'
-              : `both bricks on node1 (one glusterd): ${args.glusterPlacement === 'one-server' ? 'asked for with --gluster-placement one-server' : `the per-server setup failed (${setupFailure ?? '?'})`}`,
-          bricks: g.bricks,
-          configs: Object.fromEntries((Object.keys(glusterRes) as GlusterConfig[]).map((c) => [c, { options_used: configsUsed[c], ...targetJson(glusterRes[c]!) }])),
-        };
+        configsUsed[config] = await g.configure(config);
+        say(`\n  glusterfs ${config}: ${Object.entries(configsUsed[config]!).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+        const gt = workloadsOf(config, join(GLUSTER_MOUNT, `work-${config}`), `glusterfs ${config}`);
+        await gt.prepare();
+        const mine = compared(config);
+        say(`== workloads, targets taking turns (glusterfs ${config}): ${[...mine].join(', ') || 'none'}`);
+        await takeTurns(exec, [...ours(), gt], mine, sizes.reps);
+        for (const f of mine) done.add(f);
+        await takeTurns(exec, [gt], new Set([...figures].filter((f) => !mine.has(f))), sizes.reps);
+        if (gt.failed) throw new Error(gt.failed);
+        await gt.finish();
       } catch (e) {
-        errors.push(`glusterfs: ${errText(e)}`);
-        out.glusterfs = { error: errText(e) };
-        say(`  glusterfs: FAILED: ${errText(e)}`);
+        failTarget('glusterfs', e);
+        break;
       }
     }
+    // Without GlusterFS (not asked for, or failed): the rest on the other targets.
+    const rest = new Set([...figures].filter((f) => !done.has(f)));
+    if (rest.size && ours().length) {
+      say(`\n== workloads, targets taking turns: ${[...rest].join(', ')}`);
+      await takeTurns(exec, ours(), rest, sizes.reps);
+    }
+    for (const t of ['local', 'stayup'] as const) {
+      const w = turns[t];
+      if (!w) continue;
+      if (w.failed) failTarget(t, new Error(w.failed));
+      else {
+        res[t] = w.results();
+        await w.finish().catch((e: unknown) => say(`  ${t}: clean-up: ${errText(e)}`));
+      }
+    }
+    if (res.local) out.local = { dir: LOCAL_DIR, ...targetJson(res.local) };
+    if (res.stayup) out.stayup = { dir: REPL_DIR, rfs_async: args.async, ...targetJson(res.stayup), resync_mib_s: null, resync_bytes_sent: null };
+    if (gluster && !out.glusterfs?.error) {
+      for (const c of phases) if (turns[c]) glusterRes[c] = turns[c]!.results();
+      const comparedRes = Object.fromEntries(FIGURES.map((f) => [f, glusterRes[GLUSTER_FIGURE_CONFIG[f]]?.[f]])) as WorkloadResults;
+      res.glusterfs = comparedRes;
+      out.glusterfs = {
+        ...medians(comparedRes),
+        options: Object.fromEntries(FIGURES.map((f) => [f, CONFIG_TEXT[GLUSTER_FIGURE_CONFIG[f]]])),
+        placement:
+          gluster.placement === 'per-server'
+            ? 'one glusterd per lab server, one brick each'
+            : `both bricks on node1 (one glusterd): ${args.glusterPlacement === 'one-server' ? 'asked for with --gluster-placement one-server' : `the per-server setup failed (${setupFailure ?? '?'})`}`,
+        bricks: gluster.bricks,
+        configs: Object.fromEntries((Object.keys(glusterRes) as GlusterConfig[]).map((c) => [c, { options_used: configsUsed[c], ...targetJson(glusterRes[c]!) }])),
+      };
+    }
+
+    // ---- stayup's resync, after the workloads
+    if (turns.stayup && out.stayup && !out.stayup.error && args.workloads.has('resync')) {
+      try {
+        say(`\n  stayup resync: ${resyncSizes.files} x ${resyncSizes.fileMib} MiB, every ${resyncSizes.every}th 1 MiB block rewritten while ${L.servers[1]} is stopped`);
+        resync = await mod.resync(helper, resyncSizes);
+        out.stayup = { ...out.stayup, resync_mib_s: resync.resync_mib_s, resync_bytes_sent: resync.resync_bytes_sent, resync };
+        say(`  stayup resync: ${(resync.resync_changed_bytes / 1048576).toFixed(0)} MiB changed, SECOND (Ready) after ${resync.resync_s} s (the same cycle with nothing changed: ${resync.empty_resync_s} s; module log reintegration ${resync.resync_log_s ?? '-'} s): ${resync.resync_mib_s} MiB/s; bytes sent ${resync.resync_bytes_sent ?? 'not reported by this stayup version'}`);
+      } catch (e) {
+        errors.push(`stayup resync: ${errText(e)}`);
+        out.stayup = { ...out.stayup, resync_error: errText(e) };
+        say(`  stayup resync: FAILED: ${errText(e)}`);
+      }
+    }
+    if (mod.started) await mod.stop().catch((e: unknown) => say(`  stayup: stop: ${errText(e).split('\n')[0]}`));
   } catch (e) {
     errors.push(errText(e));
     process.stderr.write(`bench:replication: ${errText(e)}\n`);

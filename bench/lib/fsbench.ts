@@ -97,66 +97,114 @@ function result(runs: number[], digits: 0 | 1): FigureResult {
   return { median: r(quantile(sorted, 0.5)), min: r(sorted[0]!), max: r(sorted[sorted.length - 1]!), runs: runs.map(r) };
 }
 
+/** The order the workloads run in: small files first (ext4 is slow to create files for a few seconds after fsync
+ * storms and large deletions, fuse-perf.md caveat 3), then write latency, fsync IOPS, sequential. */
+export const WORKLOAD_ORDER: readonly Figure[] = ['files_per_s', 'write_p50_us', 'fsync_iops', 'seq_mib_s'];
+
 /**
- * Runs the workloads of `figures` (default all four) `sizes.reps` times each in `dir` (created; must be on
- * the target) and returns median/min/max per figure. Order: small files first (ext4 is slow to create files for a few seconds after
- * fsync storms and large deletions, fuse-perf.md caveat 3), then write latency, fsync IOPS, sequential.
- * A `sync` between workloads so one workload's dirty pages are not written back during the next.
+ * The workloads of one target (a directory on it, created), one repetition at a time, so that several
+ * targets can take turns (see takeTurns): each figure's runs are kept, and results() gives median/min/max.
  */
-export async function runWorkloads(exec: Exec, helper: string, dir: string, sizes: WorkloadSizes, log: Log, label: string, figures: ReadonlySet<Figure> = new Set(FIGURES)): Promise<WorkloadResults> {
-  const must = async (argv: string[], timeoutMs = 120_000): Promise<string> => {
-    const r = await exec(argv, timeoutMs);
+export class TargetWorkloads {
+  private readonly runs: Record<Figure, number[]> = { write_p50_us: [], fsync_iops: [], seq_mib_s: [], files_per_s: [] };
+  private laidOut = false;
+  /** Why this target stopped (its figures are then not reported), or null. */
+  failed: string | null = null;
+
+  constructor(
+    private readonly exec: Exec,
+    private readonly helper: string,
+    readonly dir: string,
+    private readonly sizes: WorkloadSizes,
+    private readonly log: Log,
+    readonly label: string,
+  ) {}
+
+  async prepare(): Promise<void> {
+    await this.must(['mkdir', '-p', this.dir]);
+  }
+
+  /** One repetition of the workload of figure f. */
+  async runOnce(f: Figure): Promise<void> {
+    const { sizes, dir } = this;
+    const n = this.runs[f].length + 1;
+    if (f === 'files_per_s') {
+      // A fresh directory per run.
+      const out = await this.must([this.helper, 'smallfiles', join(dir, `small-${n}`), String(sizes.files), '4096'], 600_000);
+      const j = JSON.parse(out) as { files: number; seconds: number };
+      this.note(f, j.files / j.seconds, ` (${j.files} files in ${j.seconds.toFixed(3)} s)`);
+    } else if (f === 'write_p50_us' || f === 'fsync_iops') {
+      // 4 KiB random writes at QD1 into a laid-out file (psync = plain pwrite()).
+      const rand = ['--name=rand', `--filename=${join(dir, 'rand.dat')}`, '--rw=randwrite', '--bs=4k', `--size=${sizes.randFileMib}M`, '--overwrite=1', '--ioengine=psync', '--iodepth=1', '--time_based'];
+      if (f === 'write_p50_us') {
+        const w = await fio(this.exec, [...rand, `--runtime=${sizes.writeRuntimeS}`], (sizes.writeRuntimeS + 120) * 1000);
+        const p50 = w.clat_ns.percentile?.['50.000000'];
+        if (p50 === undefined) throw new Error('fio reported no clat p50');
+        const p99 = w.clat_ns.percentile?.['99.000000'];
+        this.note(f, p50 / 1000, ` (p99 ${p99 === undefined ? '-' : round1(p99 / 1000)} us, ${Math.round(w.iops)} IOPS)`);
+      } else {
+        const w = await fio(this.exec, [...rand, '--fsync=1', `--runtime=${sizes.fsyncRuntimeS}`], (sizes.fsyncRuntimeS + 120) * 1000);
+        this.note(f, w.iops, ` (${Math.round(1e6 / w.iops)} us per write+fsync)`);
+      }
+    } else {
+      // Lay the file out once (not measured), then overwrite it in 1 MiB writes with a final fsync; fio's
+      // runtime includes the end_fsync, so bytes / runtime is the rate to stable storage.
+      const seq = ['--filename', join(dir, 'seq.dat'), '--rw=write', '--bs=1M', `--size=${sizes.seqFileMib}M`, '--ioengine=psync', '--end_fsync=1'];
+      if (!this.laidOut) await fio(this.exec, ['--name=layout', ...seq], SEQ_TIMEOUT_MS);
+      this.laidOut = true;
+      const w = await fio(this.exec, ['--name=seq', ...seq, '--overwrite=1', '--iodepth=1'], SEQ_TIMEOUT_MS);
+      if (!(w.runtime > 0)) throw new Error(`fio reported a runtime of ${w.runtime} ms for the sequential run`);
+      this.note(f, w.io_bytes / (1024 * 1024) / (w.runtime / 1000), ` (${w.io_bytes / (1024 * 1024)} MiB in ${w.runtime} ms)`);
+    }
+  }
+
+  /** Removes the directory's contents of the workloads. */
+  async finish(): Promise<void> {
+    await this.must(['rm', '-rf', this.dir], 600_000);
+  }
+
+  results(): WorkloadResults {
+    const out: WorkloadResults = {};
+    for (const f of FIGURES) if (this.runs[f].length) out[f] = result(this.runs[f], f === 'write_p50_us' ? 1 : 0);
+    return out;
+  }
+
+  private note(f: Figure, v: number, extra: string): void {
+    this.runs[f].push(v);
+    this.log(`    ${this.label} ${f} run ${this.runs[f].length}/${this.sizes.reps}: ${f === 'write_p50_us' ? round1(v) : Math.round(v)}${extra}`);
+  }
+
+  private async must(argv: string[], timeoutMs = 120_000): Promise<string> {
+    const r = await this.exec(argv, timeoutMs);
     if (r.code !== 0) throw new Error(`${argv.join(' ')} exited ${r.code}${r.timedOut ? ' (timed out)' : ''}: ${(r.stderr || r.stdout).trim().slice(-600)}`);
     return r.stdout;
-  };
-  await must(['mkdir', '-p', dir]);
-  const runs: Record<Figure, number[]> = { write_p50_us: [], fsync_iops: [], seq_mib_s: [], files_per_s: [] };
-  const note = (f: Figure, v: number, extra = ''): void => {
-    runs[f].push(v);
-    log(`    ${label} ${f} run ${runs[f].length}/${sizes.reps}: ${f === 'write_p50_us' ? round1(v) : Math.round(v)}${extra}`);
-  };
-
-  // files_per_s: a fresh directory per run.
-  for (let i = 0; figures.has('files_per_s') && i < sizes.reps; i++) {
-    const out = await must([helper, 'smallfiles', join(dir, `small-${i}`), String(sizes.files), '4096'], 600_000);
-    const j = JSON.parse(out) as { files: number; seconds: number };
-    note('files_per_s', j.files / j.seconds, ` (${j.files} files in ${j.seconds.toFixed(3)} s)`);
   }
-  await must(['sync']);
+}
 
-  // write_p50_us and fsync_iops: 4 KiB random writes at QD1 into a laid-out file (psync = plain pwrite()).
-  const rand = ['--name=rand', `--filename=${join(dir, 'rand.dat')}`, '--rw=randwrite', '--bs=4k', `--size=${sizes.randFileMib}M`, '--overwrite=1', '--ioengine=psync', '--iodepth=1', '--time_based'];
-  for (let i = 0; figures.has('write_p50_us') && i < sizes.reps; i++) {
-    const w = await fio(exec, [...rand, `--runtime=${sizes.writeRuntimeS}`], (sizes.writeRuntimeS + 120) * 1000);
-    const p50 = w.clat_ns.percentile?.['50.000000'];
-    if (p50 === undefined) throw new Error('fio reported no clat p50');
-    const p99 = w.clat_ns.percentile?.['99.000000'];
-    note('write_p50_us', p50 / 1000, ` (p99 ${p99 === undefined ? '-' : round1(p99 / 1000)} us, ${Math.round(w.iops)} IOPS)`);
-  }
-  await must(['sync']);
-  for (let i = 0; figures.has('fsync_iops') && i < sizes.reps; i++) {
-    const w = await fio(exec, [...rand, '--fsync=1', `--runtime=${sizes.fsyncRuntimeS}`], (sizes.fsyncRuntimeS + 120) * 1000);
-    note('fsync_iops', w.iops, ` (${Math.round(1e6 / w.iops)} us per write+fsync)`);
-  }
-  await must(['rm', '-f', join(dir, 'rand.dat')]);
-  await must(['sync']);
+const SEQ_TIMEOUT_MS = 600_000;
 
-  // seq_mib_s: lay the file out once (not measured), then overwrite it in 1 MiB writes with a final fsync;
-  // fio's runtime includes the end_fsync, so bytes / runtime is the rate to stable storage.
-  const seqFile = join(dir, 'seq.dat');
-  const seqTimeoutMs = 600_000;
-  if (figures.has('seq_mib_s')) await fio(exec, ['--name=layout', `--filename=${seqFile}`, '--rw=write', '--bs=1M', `--size=${sizes.seqFileMib}M`, '--ioengine=psync', '--end_fsync=1'], seqTimeoutMs);
-  for (let i = 0; figures.has('seq_mib_s') && i < sizes.reps; i++) {
-    const w = await fio(exec, ['--name=seq', `--filename=${seqFile}`, '--rw=write', '--bs=1M', `--size=${sizes.seqFileMib}M`, '--overwrite=1', '--ioengine=psync', '--iodepth=1', '--end_fsync=1'], seqTimeoutMs);
-    if (!(w.runtime > 0)) throw new Error(`fio reported a runtime of ${w.runtime} ms for the sequential run`);
-    note('seq_mib_s', w.io_bytes / (1024 * 1024) / (w.runtime / 1000), ` (${w.io_bytes / (1024 * 1024)} MiB in ${w.runtime} ms)`);
+/**
+ * Runs `figures` on `targets` taking turns: per figure (in WORKLOAD_ORDER), per repetition, each target once,
+ * after a `sync` (the previous run's dirty pages are not written back during the next). On a machine others
+ * share, the load then changes alike for every target, and their figures compare. A target whose run fails
+ * gets `failed` set and leaves the rotation.
+ */
+export async function takeTurns(exec: Exec, targets: readonly TargetWorkloads[], figures: ReadonlySet<Figure>, reps: number): Promise<void> {
+  for (const f of WORKLOAD_ORDER) {
+    if (!figures.has(f)) continue;
+    for (let i = 0; i < reps; i++) {
+      for (const t of targets) {
+        if (t.failed) continue;
+        try {
+          const r = await exec(['sync'], 120_000);
+          if (r.code !== 0) throw new Error(`sync exited ${r.code}`);
+          await t.runOnce(f);
+        } catch (e) {
+          t.failed = e instanceof Error ? e.message : String(e);
+        }
+      }
+    }
   }
-  await must(['rm', '-rf', dir], 600_000);
-  await must(['sync']);
-
-  const out: WorkloadResults = {};
-  for (const f of FIGURES) if (runs[f].length) out[f] = result(runs[f], f === 'write_p50_us' ? 1 : 0);
-  return out;
 }
 
 /** "median (min-max)" for the readable table. */
