@@ -8,18 +8,20 @@
 // a journald-style one-liner `stayup[<module>]: <LEVEL> <message>` (switchable).
 //
 // Writing is on a takeover's path (the engine logs the loss of the peer and the new state, the script
-// runner the absent scripts, before the virtual IP moves), and an append that grows a file can wait for the
-// file system's journal (tens of ms when other work fsyncs). So append() only takes the record's sequence
-// number and time and queues it: the records of one turn of the event loop are written together at the
-// next turn (setImmediate), in order, before any read of the log in this process, and at exit. The files
-// stay open between records (LineAppender); every ModuleLog of one directory in this process shares them,
-// the queue and the sequence number (LogDirWriter); the lock file that keeps writers in other processes out
-// is taken at a turn's first record and given back once its records are written.
+// runner the absent scripts, before the virtual IP moves), and anything that touches the file system can
+// wait for its journal (tens of ms when other work fsyncs). So append() touches no file: it gives the record
+// the next sequence number and the time, and queues it. The records of one turn of the event loop are
+// written together at the next turn (setImmediate), in order, under the lock file that keeps writers in
+// other processes out, before any read of the log in this process, and at exit. The files stay open between
+// records (LineAppender); every ModuleLog of one directory in this process shares them, the queue and the
+// sequence number (LogDirWriter).
 //
 // What that changes for callers: a record is in the files (and on stderr) at the end of the turn, not when
-// append() returns; a process that dies from SIGKILL loses the records of its last turn. append() throws IO
-// when the lock cannot be taken (the directory cannot be made or written); a write that fails at the end of
-// the turn is reported on stderr, naming the records that may be missing.
+// append() returns; a process that dies from SIGKILL loses the records of its last turn; a record's seq is
+// final once written (if another process wrote meanwhile, the queued records are numbered after its
+// records, and the objects append() returned are updated). append() throws IO when the log directory cannot
+// be made; a write that fails at the end of the turn is reported on stderr, naming the records that may be
+// missing.
 import { mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { nodePaths } from '../util/paths.ts';
@@ -117,28 +119,30 @@ function oneLine(s: string): string {
 }
 
 interface QueuedRecord {
-  seq: number;
-  line: string;
+  /** The record append() returned (its seq is updated if it is numbered again). */
+  rec: LogRecord;
+  /** What is written: the record as it was appended (fields is already a copy: clampFields). */
+  snapshot: LogRecord;
   /** Also goes to module.jsonl (not a verbose level). */
   normal: boolean;
   rot: RotateOptions;
   fsync: boolean;
-  /** The journald-style line for stderr, or null. */
-  stderr: string | null;
+  /** Mirror the record to stderr. */
+  stderr: boolean;
 }
 
 /**
  * What every ModuleLog of one log directory shares in this process: the two open files, the queue of the
- * records of this turn, the sequence number and the lock. While the lock is held nobody else writes, so the
- * sequence number needs no re-reading; when it is taken again, the verbose file (every record goes there)
- * is checked for other writers (LineAppender.refresh) and the sequence number read again if there were any.
+ * records of this turn and the sequence number. Numbers are given from this process's last one; the lock
+ * file is taken only to write (flush). If another process wrote since this one last did (the verbose file,
+ * where every record goes, is not as this process left it), the queued records are numbered again after
+ * that process's last one before they are written, so the files always hold one increasing sequence.
  */
 class LogDirWriter {
   readonly normal: LineAppender;
   readonly verbose: LineAppender;
   readonly #lockFile: string;
   #seq: number | null = null;
-  #release: (() => void) | null = null;
   #queue: QueuedRecord[] = [];
 
   constructor(
@@ -153,73 +157,53 @@ class LogDirWriter {
 
   /** Queues the record `make` builds with the next sequence number; returns it. */
   add(verbose: boolean, make: (seq: number) => LogRecord, rot: RotateOptions, fsync: boolean, stderr: boolean): LogRecord {
-    const seq = this.#hold();
-    const rec = make(seq + 1);
+    this.#seq ??= this.#lastWritten();
+    const rec = make(this.#seq + 1);
     this.#seq = rec.seq;
-    this.#queue.push({
-      seq: rec.seq,
-      line: JSON.stringify(rec),
-      normal: !verbose,
-      rot,
-      fsync: fsync && !verbose,
-      stderr: stderr ? `stayup[${rec.module}]: ${rec.level} ${oneLine(rec.message)}\n` : null,
-    });
+    if (this.#queue.length === 0) setImmediate(() => this.flush());
+    this.#queue.push({ rec, snapshot: { ...rec }, normal: !verbose, rot, fsync: fsync && !verbose, stderr });
     return rec;
   }
 
-  /** Takes the lock for this turn (once), and returns the last sequence number given. */
-  #hold(): number {
-    if (this.#release && this.#seq !== null) return this.#seq;
-    const release = lockSync(this.#lockFile);
-    this.#release = release;
-    try {
-      if (this.verbose.refresh() || this.#seq === null) {
-        this.#seq = Math.max(lastSeq(this.verbose.file, isLogRecord), lastSeq(this.normal.file, isLogRecord));
-      }
-    } catch (e) {
-      this.#seq = null;
-      this.#letGo();
-      throw e;
-    }
-    // This hold's end of turn (a read may have flushed it already and a later record taken the lock again).
-    setImmediate(() => {
-      if (this.#release === release) this.flush();
-    });
-    return this.#seq;
-  }
-
-  /** Writes the queued records in order and gives the lock back. */
+  /** Writes the queued records in order, holding the lock file. */
   flush(): void {
-    if (!this.#release) return; // nothing queued: records are queued only under the lock
+    if (this.#queue.length === 0) return;
     const queue = this.#queue;
     this.#queue = [];
+    let release: (() => void) | null = null;
     try {
-      if (queue.length > 0) {
-        // The path may name another file than the descriptor (rotated or removed by someone else).
-        this.verbose.refresh();
-        this.normal.refresh();
-        for (const r of queue) {
-          if (r.normal) this.normal.append(r.line, r.rot);
-          this.verbose.append(r.line, r.rot);
+      release = lockSync(this.#lockFile);
+      // The path may name another file than the descriptor (rotated or removed by someone else), or the file
+      // may hold another process's records since ours.
+      if (this.verbose.refresh()) {
+        const last = this.#lastWritten();
+        if (last !== queue[0]!.rec.seq - 1) {
+          queue.forEach((q, i) => (q.rec.seq = q.snapshot.seq = last + 1 + i));
+          this.#seq = last + queue.length;
         }
-        if (queue.some((r) => r.fsync)) {
-          this.normal.sync();
-          this.verbose.sync();
-        }
-        for (const r of queue) if (r.stderr) process.stderr.write(r.stderr);
       }
+      this.normal.refresh();
+      for (const q of queue) {
+        const line = JSON.stringify(q.snapshot);
+        if (q.normal) this.normal.append(line, q.rot);
+        this.verbose.append(line, q.rot);
+      }
+      if (queue.some((q) => q.fsync)) {
+        this.normal.sync();
+        this.verbose.sync();
+      }
+      for (const q of queue) if (q.stderr) process.stderr.write(`stayup[${q.snapshot.module}]: ${q.snapshot.level} ${oneLine(q.snapshot.message)}\n`);
     } catch (e) {
       this.#seq = null;
-      process.stderr.write(`stayup: cannot write the module log in ${this.dir}: ${(e as Error).message} (records ${queue[0]!.seq} to ${queue.at(-1)!.seq} may be missing)\n`);
+      process.stderr.write(`stayup: cannot write the module log in ${this.dir}: ${(e as Error).message} (records ${queue[0]!.snapshot.seq} to ${queue.at(-1)!.snapshot.seq} may be missing)\n`);
     } finally {
-      this.#letGo();
+      release?.();
     }
   }
 
-  #letGo(): void {
-    const release = this.#release;
-    this.#release = null;
-    release?.();
+  /** The highest sequence number in the files (the current ones and their first rotation). */
+  #lastWritten(): number {
+    return Math.max(lastSeq(this.verbose.file, isLogRecord), lastSeq(this.normal.file, isLogRecord));
   }
 }
 
