@@ -2,10 +2,11 @@
 // O_APPEND descriptor, where appendLine() (jsonl.ts) opens, checks and closes the file for every line.
 //
 // The file may change behind the descriptor: another process appends (under the same lock), rotates it,
-// or an operator's tool moves it away. Before each record the path is stat'ed (one system call, no
-// open): a different inode means the descriptor is reopened on the path's current file, a different
-// size means someone else wrote (the caller's cached sequence number is then stale) and the last byte is
-// checked again, so a line torn by a crash is ended before the next record and never swallows it.
+// or an operator's tool moves it away. Before the caller writes (refresh(), holding the lock) the path is
+// stat'ed (one system call, no open): a different inode means the descriptor is reopened on the path's
+// current file, a different size means someone else wrote (the caller's sequence number is then stale) and
+// the last byte is checked again, so a line torn by a crash is ended before the next record and never
+// swallows it.
 import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { lastByte, rotate, type RotateOptions } from './jsonl.ts';
