@@ -222,8 +222,8 @@ function writerFor(dir: string): LogDirWriter {
   if (known) return known;
   mkdirSync(path, { recursive: true, mode: 0o750 });
   const st = statSync(path);
-  // Another spelling of the same directory (a symbolic link, a bind mount) must share its writer: two
-  // writers of one process would wait for each other's lock.
+  // Another spelling of the same directory (a symbolic link, a bind mount) shares its writer: one queue
+  // keeps this process's records in the order they were appended.
   for (const w of writers.values()) {
     if (w.dev !== st.dev || w.ino !== st.ino) continue;
     try {
@@ -267,7 +267,10 @@ export class ModuleLog {
     this.fsync = opts.fsync ?? false;
   }
 
-  /** Appends one record and returns it. Throws IO when the log cannot be written. */
+  /**
+   * Queues one record (written at the end of this turn of the event loop) and returns it. Throws IO when the
+   * log directory cannot be made; a write that fails later is reported on stderr.
+   */
   append(level: LogLevel, source: string, message: string, fields?: Record<string, unknown>): LogRecord {
     if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new RangeError(`unknown log level ${level}`);
     const msg = message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message;
