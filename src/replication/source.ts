@@ -443,12 +443,18 @@ export class ReplicationSource {
       fullCompare = true;
       j.dirty.clear();
       for (const d of dirs) j.markList(d, true);
-    } else if (t.syncId !== null && t.syncId === j.syncId && j.syncId !== null) {
+    } else if (t.syncId !== null && t.syncId === j.syncId && j.syncId !== null && t.clean) {
       scope = `incremental (${j.dirty.size} changed paths)`;
     } else {
+      // No common sync point, or the secondary did not stop cleanly: what it acknowledged on receipt
+      // (async="second") may never have reached its disk, and the journal does not list that. As the
+      // reference does after a crash or a power loss, everything modified since the last sync point
+      // (minus the grace) is compared, on top of the journal.
       const last = Math.min(t.lastSyncMs ?? 0, this.o.lastSyncMs() ?? 0);
       cutoffNs = BigInt(Math.max(0, last - this.o.uncleanGraceMs)) * 1_000_000n;
-      scope = last > 0 ? `changed since ${new Date(last - this.o.uncleanGraceMs).toISOString()}` : 'full (no common sync point)';
+      const since = `changed since ${new Date(last - this.o.uncleanGraceMs).toISOString()}`;
+      const sameSyncPoint = t.syncId !== null && t.syncId === j.syncId;
+      scope = last > 0 ? (sameSyncPoint ? `${since} (the secondary did not stop cleanly; journal: ${j.dirty.size} changed paths)` : since) : 'full (no common sync point)';
       if (last === 0) fullCompare = true;
       for (const d of dirs) j.markList(d, true);
     }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Journal } from '../../src/replication/journal.ts';
@@ -212,6 +212,27 @@ describe('two replicas over a real mount: random operation sequences leave ident
     await settle();
     assert.deepEqual(lost, []);
     assertSame(mount.underPath, B, 'after the unclean reintegration');
+  });
+
+  it('a secondary that did not stop cleanly is compared since its last sync, not trusted to the journal', async () => {
+    source.detach('test cut');
+    lost.length = 0;
+    await runOps(A, 301, 100);
+    await attach({});
+    await settle();
+    source.detach('test cut');
+    lost.length = 0;
+    // What a power loss does to a secondary that acknowledged on receipt (async="second"): writes it had
+    // acknowledged never reached its disk. Same sync point as the primary's journal, which is empty.
+    const victim = readdirSync(B, { recursive: true, withFileTypes: true }).find((e) => e.isFile() && statSync(join(e.parentPath, e.name)).size > 0)!;
+    const victimPath = join(victim.parentPath, victim.name);
+    const before = readFileSync(victimPath);
+    writeFileSync(victimPath, Buffer.alloc(before.length, 0xee));
+    assert.equal(journal.dirty.size, 0);
+    await attach({ syncId: journal.syncId, clean: false });
+    await settle();
+    assert.deepEqual(lost, []);
+    assertSame(mount.underPath, B, 'after the reintegration of an unclean secondary');
   });
 
   it('full reintegration copies only the blocks that differ', async () => {
