@@ -1,6 +1,6 @@
 // The replication's own record on each node (`modvar/<m>/rfs/state.json`, 0600, written atomically):
 // which sync point this node's data matches, when it was last in sync, and whether its last role ended
-// cleanly. The mirror machine's record (mirror.json) keeps "up to date"; this one keeps what a
+// cleanly. The mirror machine's record (mirror.state) keeps "up to date"; this one keeps what a
 // reintegration needs to copy only what changed.
 
 import { existsSync, readFileSync } from 'node:fs';

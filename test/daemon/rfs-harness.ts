@@ -20,6 +20,8 @@ import { engineLog, openRfs } from '../../src/engine/mirror-runtime.ts';
 import { fileMirrorRecordStore } from '../../src/engine/mirror-store.ts';
 import { MemoryHeartbeatNetwork } from '../../src/heartbeat/memory.ts';
 import { generateModuleKey, readModuleKey } from '../../src/heartbeat/module-key.ts';
+import { loadRfsNative } from '../../src/replication/native-binding.ts';
+import { RfsRuntime } from '../../src/replication/rfs-runtime.ts';
 import { writeFileAtomic } from '../../src/util/atomic-file.ts';
 import { nodePaths } from '../../src/util/paths.ts';
 import { goodPackage } from '../packages/helpers.ts';
@@ -115,6 +117,24 @@ export function rfsConfig(dir: string, over: Partial<Rfs> = {}): Rfs {
     replicated: [{ dir, toCheck: [], notReplicated: [] }],
     ...over,
   } as Rfs;
+}
+
+/** One node's RfsRuntime alone on loopback (node1 127.0.0.1 by default, its peer at the other address), logging into `logs`. */
+export function loopbackRuntime(o: { rfs: Rfs; port: number; stateDir: string; logs: string[]; moduleKey?: Uint8Array; self?: 'n1' | 'n2' }): RfsRuntime {
+  const second = o.self === 'n2';
+  return new RfsRuntime({
+    module: 'm',
+    self: second ? 'n2' : 'n1',
+    peer: second ? 'n1' : 'n2',
+    rfs: o.rfs,
+    localAddr: second ? '127.0.0.2' : '127.0.0.1',
+    peerAddr: second ? '127.0.0.1' : '127.0.0.2',
+    port: o.port,
+    moduleKey: o.moduleKey ?? Buffer.alloc(32, 1),
+    stateDir: o.stateDir,
+    native: loadRfsNative(),
+    log: (level, message) => o.logs.push(`${level} ${message}`),
+  });
 }
 
 /**

@@ -4,9 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isStayupError } from '../../src/errors/stayup-error.ts';
-import { loadRfsNative, nativeAvailable } from '../../src/replication/native-binding.ts';
-import { RfsRuntime } from '../../src/replication/rfs-runtime.ts';
-import { api, freePorts, rfsConfig, rfsUserconfig, twoNodes, type TestNode } from './rfs-harness.ts';
+import { nativeAvailable } from '../../src/replication/native-binding.ts';
+import { api, freePorts, loopbackRuntime, rfsConfig, rfsUserconfig, twoNodes, type TestNode } from './rfs-harness.ts';
 
 // Bad inputs of the replication: a <tocheck> path that does not exist (the filesystem of the replicated
 // directory is not mounted) is refused before anything is mounted or started, with a message that names
@@ -73,19 +72,7 @@ describe('the runtime checks every <tocheck> before its first mount', { skip: sk
       ],
     } as never);
     const logs: string[] = [];
-    const rt = new RfsRuntime({
-      module: 'm',
-      self: 'n1',
-      peer: 'n2',
-      rfs,
-      localAddr: '127.0.0.1',
-      peerAddr: '127.0.0.2',
-      port: await freePorts('127.0.0.1'),
-      moduleKey: Buffer.alloc(32, 1),
-      stateDir: join(base, 'state'),
-      native: loadRfsNative(),
-      log: (level, message) => logs.push(`${level} ${message}`),
-    });
+    const rt = loopbackRuntime({ rfs, port: await freePorts('127.0.0.1'), stateDir: join(base, 'state'), logs });
     try {
       await assert.rejects(
         () => rt.beforeScripts({ type: 'runScripts', id: 1, current: 'STOP', next: 'WAIT', action: 'start', calls: [{ script: 'prestart' }] }),

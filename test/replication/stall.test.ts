@@ -10,13 +10,13 @@ import { isStayupError } from '../../src/errors/stayup-error.ts';
 import { greetPeer } from '../../src/replication/handshake.ts';
 import { Journal } from '../../src/replication/journal.ts';
 import { connectLink, listenLinks, memoryLinkPair, type FrameLink } from '../../src/replication/link.ts';
-import { loadRfsNative, nativeAvailable } from '../../src/replication/native-binding.ts';
+import { nativeAvailable } from '../../src/replication/native-binding.ts';
 import { ReplicationFilter } from '../../src/replication/paths.ts';
 import { PROTOCOL_VERSION, type Frame } from '../../src/replication/protocol.ts';
-import { greetSecondary, RfsRuntime } from '../../src/replication/rfs-runtime.ts';
+import { greetSecondary, type RfsRuntime } from '../../src/replication/rfs-runtime.ts';
 import { ReplicationSource } from '../../src/replication/source.ts';
 import { StallWatchdog } from '../../src/replication/stall-watchdog.ts';
-import { freePorts, rfsConfig } from '../daemon/rfs-harness.ts';
+import { freePorts, loopbackRuntime, rfsConfig } from '../daemon/rfs-harness.ts';
 
 // The primary's link to a peer that misbehaves: one that stops acknowledging with its connection open
 // (the stall watchdog: sendtimeout, locktimeout), and one whose welcome is malformed (refused, nothing
@@ -145,21 +145,8 @@ describe('the runtime as primary against a misbehaving secondary (real TLS link 
     return { server, links };
   }
 
-  function runtime(port: number, rfs: Rfs, logs: string[], stateDir: string): RfsRuntime {
-    return new RfsRuntime({
-      module: 'm',
-      self: 'n1',
-      peer: 'n2',
-      rfs,
-      localAddr: '127.0.0.1',
-      peerAddr: '127.0.0.2',
-      port,
-      moduleKey: KEY,
-      stateDir,
-      native: loadRfsNative(),
-      log: (level, message) => logs.push(`${level} ${message}`),
-    });
-  }
+  const runtime = (port: number, rfs: Rfs, logs: string[], stateDir: string): RfsRuntime => loopbackRuntime({ rfs, port, stateDir, logs, moduleKey: KEY });
+
 
   const goodWelcome = (): Frame => ({ type: 'welcome', version: PROTOCOL_VERSION, node: 'n2', state: JSON.stringify({ sync: 'incremental', syncId: null, clean: false, lastSyncMs: null, hints: [] }) });
 
@@ -224,19 +211,7 @@ describe('the runtime as secondary', { skip: skipReason() }, () => {
     mkdirSync(data);
     const port = await freePorts('127.0.0.2');
     const logs: string[] = [];
-    const rt = new RfsRuntime({
-      module: 'm',
-      self: 'n2',
-      peer: 'n1',
-      rfs: rfsConfig(data),
-      localAddr: '127.0.0.2',
-      peerAddr: '127.0.0.1',
-      port,
-      moduleKey: Buffer.alloc(32, 7),
-      stateDir: join(base, 'state'),
-      native: loadRfsNative(),
-      log: (level, message) => logs.push(`${level} ${message}`),
-    });
+    const rt = loopbackRuntime({ rfs: rfsConfig(data), port, stateDir: join(base, 'state'), logs, moduleKey: Buffer.alloc(32, 7), self: 'n2' });
     try {
       rt.setRole('second', 'incremental', () => {});
       await new Promise((r) => setTimeout(r, 200));
