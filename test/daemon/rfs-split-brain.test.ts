@@ -83,7 +83,8 @@ describe('split brain: the loser keeps its divergent writes aside, then resynchr
     assert.equal(n1.ctx.modules.status(M).state, 'PRIM');
     const log2 = logMessages(n2, M);
     assert.ok(log2.includes('Split brain recovery: exiting alone'), log2.join('\n'));
-    assert.ok(logMessages(n1, M).includes('Split brain recovery: staying alone'));
+    // (node1 logs "Split brain recovery: staying alone" only if it sees node2 primary before node2 starts
+    // exiting: a matter of which heartbeat comes first, so not asserted.)
 
     // node2's writes of the split, kept next to its data directory.
     const keptRoot = `${n2.data}.stayup-kept`;
