@@ -193,11 +193,13 @@ export const badInputs: BadInput[] = [
   // --- module control (mirror engine)
   { name: 'module command: unknown command', run: (env) => api(env, 'POST', '/api/v1/modules/base/command', { command: 'explode' }) },
   { name: 'module command: nosync on something else than swap', run: (env) => api(env, 'POST', '/api/v1/modules/base/command', { command: 'stop', nosync: true }) },
+  { name: 'module command: fullsync on something else than second', run: (env) => api(env, 'POST', '/api/v1/modules/base/command', { command: 'start', fullsync: true }) },
   { name: 'module command: identity with a shell metacharacter', run: (env) => api(env, 'POST', '/api/v1/modules/base/command', { command: 'restart', identity: 'x;rm' }) },
   { name: 'module command: start on a node that is not in cluster.xml', run: (env) => api(env, 'POST', '/api/v1/modules/base/command', { command: 'start' }) },
   { name: 'module wait: unknown state', run: (env) => api(env, 'GET', '/api/v1/modules/base/wait?states=PRIM,MASTER&timeoutMs=10') },
   { name: 'module genkey: a key that is not 32 bytes', run: (env) => api(env, 'POST', '/api/v1/modules/base/genkey', { moduleKey: encodeKey(Buffer.alloc(8)).trim() }) },
   { name: 'module install: a module key that is not base64', run: (env) => api(env, 'POST', '/api/v1/modules/evil/install', { package: goodPackage().toString('base64'), moduleKey: '%%%not-base64%%%' }) },
   { name: 'CLI: swap with an unknown argument', run: async () => cli(['swap', 'now', '-m', 'base'], { STAYUP_VAR: mkdtempSync(join(tmpdir(), 'stayup-bad-cli-')) }) },
+  { name: 'CLI: second with an unknown argument', run: async () => cli(['second', 'full', '-m', 'base'], { STAYUP_VAR: mkdtempSync(join(tmpdir(), 'stayup-bad-cli-')) }) },
   { name: 'CLI: waitstate with a timeout that is not a number', run: async () => cli(['waitstate', 'PRIM', '-m', 'base', '-t', 'soon'], { STAYUP_VAR: mkdtempSync(join(tmpdir(), 'stayup-bad-cli-')), STAYUP_PORT: '1' }) },
 ];

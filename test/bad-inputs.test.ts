@@ -48,12 +48,14 @@ const expected: Record<string, [code: string, message: string | RegExp]> = {
   'cluster config: invalid cluster.xml pushed': ['CONFIG_INVALID', 'cluster.xml:1:10: <lans>: at least one <lan> is required'],
   'module command: unknown command': ['BAD_REQUEST', 'POST /api/v1/modules/base/command: body/command must be equal to one of the allowed values (start, stop, restart, stopstart, forcestop, swap, prim, second, primforce)'],
   'module command: nosync on something else than swap': ['BAD_ARGUMENT', 'nosync applies to swap only'],
+  'module command: fullsync on something else than second': ['BAD_ARGUMENT', 'fullsync applies to second only'],
   'module command: identity with a shell metacharacter': ['BAD_REQUEST', 'POST /api/v1/modules/base/command: body/identity must match pattern "^[A-Za-z0-9_.:-]+$"'],
   'module command: start on a node that is not in cluster.xml': ['CLUSTER_NOT_CONFIGURED', 'none of the addresses of cluster.xml is an address of this node'],
   'module wait: unknown state': ['BAD_ARGUMENT', 'states: "MASTER" is not one of STOP, WAIT, ALONE, PRIM, SECOND, UP'],
   'module genkey: a key that is not 32 bytes': ['MODULE_KEY_INVALID', 'body.moduleKey: a module key is 32 bytes in base64'],
   'module install: a module key that is not base64': ['MODULE_KEY_INVALID', 'body.moduleKey: a module key is 32 bytes in base64'],
   'CLI: swap with an unknown argument': ['exit 2', 'stayup: swap: unknown argument "now" (only "nosync")'],
+  'CLI: second with an unknown argument': ['exit 2', 'stayup: second: unknown argument "full" (only "fullsync")'],
   'CLI: waitstate with a timeout that is not a number': ['exit 2', 'stayup: -t: a number of seconds, got "soon"'],
 };
 
