@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { installDir } from '../util/paths.ts';
 import { StayupError } from '../errors/stayup-error.ts';
-import type { Lab, ExecResult } from './lab.ts';
+import { Lab, type ExecResult } from './lab.ts';
 import { findTool } from './sys.ts';
 import { nativeAvailable } from '../replication/native-binding.ts';
 
@@ -75,6 +75,26 @@ export async function configureCluster(lab: Lab, password: string, xml = labClus
   writeOnServer(lab, first, '/srv/cluster.xml', xml);
   const r = await stayupOn(lab, first, ['-H', '*', 'cluster', 'config', '/srv/cluster.xml'], { env: { STAYUP_PASSWORD: password } });
   if (r.code !== 0) throw new StayupError('LAB_COMMAND_FAILED', `cluster config from ${first} exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
+}
+
+/**
+ * A lab with stayupd on every server and cluster.xml applied, and on every server the directories `dirs`
+ * and the files `files` (server path -> content). A failure on the way takes the lab down again.
+ */
+export async function upStayupLab(o: { name: string; password: string; servers?: number; dirs?: string[]; files?: Record<string, string> }): Promise<Lab> {
+  const lab = await Lab.up({ name: o.name, servers: o.servers ?? 2 });
+  try {
+    await startDaemons(lab, { password: o.password });
+    await configureCluster(lab, o.password);
+    for (const n of serverNames(lab)) {
+      for (const d of o.dirs ?? []) await lab.exec(n, ['mkdir', '-p', d], { check: true });
+      for (const [path, content] of Object.entries(o.files ?? {})) writeOnServer(lab, n, path, content);
+    }
+    return lab;
+  } catch (e) {
+    await Lab.down(o.name).catch(() => {});
+    throw e;
+  }
 }
 
 /** Installs a module package on every server from node1 (`module install -H "*"`, `-r` to replace it). */

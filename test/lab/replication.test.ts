@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab } from '../../src/lab/lab.ts';
-import { configureCluster, installModule, labSkipReason, firstStartReplicated, rejoinAsSecondary, startDaemons, waitModuleState, writeOnServer } from '../../src/lab/stayup-cluster.ts';
+import { installModule, labSkipReason, firstStartReplicated, rejoinAsSecondary, upStayupLab, waitModuleState } from '../../src/lab/stayup-cluster.ts';
 import { labMirrorPackage } from '../../src/lab/mirror-module.ts';
 
 // Synchronous replication end to end: two lab servers, real daemons, a mirror module replicating
@@ -119,14 +119,7 @@ describe('replication: no acknowledged write lost across 20 primary crashes; res
     return { files: ma.files, bytes: ma.bytes };
   };
   before(async () => {
-    lab = await Lab.up({ name, servers: 2 });
-    await startDaemons(lab, { password });
-    await configureCluster(lab, password);
-    for (const n of lab.servers) {
-      await lab.exec(n, ['mkdir', '-p', DATA], { check: true });
-      writeOnServer(lab, n, '/srv/writer.py', WRITER_PY);
-      writeOnServer(lab, n, '/srv/change.py', CHANGE_PY);
-    }
+    lab = await upStayupLab({ name, password, dirs: [DATA], files: { '/srv/writer.py': WRITER_PY, '/srv/change.py': CHANGE_PY } });
     // Some data that does not change, so a resync has something it must not copy.
     await lab.exec('node1', ['sh', '-c', `head -c ${STATIC_BYTES} /dev/urandom > ${DATA}/static.bin`], { check: true });
     await installModule(lab, MODULE, await labMirrorPackage({ vip: lab.ip(100), pulseMs: 100, timeoutMs: 1000, startService: false, rfs: { dirs: [DATA], async: 'second', zoneBytes: ZONE_BYTES } }));

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab } from '../../src/lab/lab.ts';
-import { configureCluster, installModule, labSkipReason, startDaemons, stayupOn, waitModuleState, writeOnServer } from '../../src/lab/stayup-cluster.ts';
+import { firstStartReplicated, installModule, labSkipReason, stayupOn, upStayupLab, waitModuleState } from '../../src/lab/stayup-cluster.ts';
 import { labMirrorPackage } from '../../src/lab/mirror-module.ts';
 
 // The replication's operator tools and its stall timeout, with real daemons on two lab servers: rfsverify
@@ -38,21 +38,11 @@ describe('lab: rfsverify, rfsdiff, and a SIGSTOPped secondary dropped after send
   const stayup = (node: string, args: string[]) => stayupOn(lab, node, args, { timeoutMs: 120_000 });
 
   before(async () => {
-    lab = await Lab.up({ name, servers: 2 });
-    await startDaemons(lab, { password });
-    await configureCluster(lab, password);
-    for (const n of lab.servers) {
-      await lab.exec(n, ['mkdir', '-p', DATA], { check: true });
-      writeOnServer(lab, n, '/srv/writer.py', WRITER_PY);
-    }
+    lab = await upStayupLab({ name, password, dirs: [DATA], files: { '/srv/writer.py': WRITER_PY } });
     await lab.exec('node1', ['sh', '-c', `head -c 3000000 /dev/urandom > ${DATA}/static.bin && mkdir -p ${DATA}/d && echo hello > ${DATA}/d/a.txt`], { check: true });
     await installModule(lab, MODULE, await labMirrorPackage({ vip: lab.ip(100), pulseMs: 100, timeoutMs: 1000, startService: false, rfs: { dirs: [DATA], sendTimeout: `${SENDTIMEOUT_S}s` } }));
     // First start: neither node can prove its data is current; node1's is the one to copy (prim).
-    assert.equal((await stayup('node1', ['-H', '*', 'start', '-m', MODULE])).code, 0);
-    await waitModuleState(lab, 'node1', MODULE, 'WAIT', 60);
-    assert.equal((await stayup('node1', ['prim', '-m', MODULE])).code, 0);
-    await waitModuleState(lab, 'node1', MODULE, 'PRIM', 120);
-    await waitModuleState(lab, 'node2', MODULE, 'SECOND', 120);
+    await firstStartReplicated(lab, MODULE, 'node1', 120);
   });
 
   after(async () => {
