@@ -294,6 +294,7 @@ export class RfsRuntime implements ReplicationPort {
       reiBytesPerS: (this.o.rfs.reiallowedbwKbps ?? 0) * 1024,
       uncleanGraceMs: UNCLEAN_GRACE_MS,
       lastSyncMs: () => this.record.get().lastSyncMs,
+      acksOnReceipt: this.o.rfs.async === 'second',
       nowMs: () => performance.now(),
       events: {
         log: (level, message) => this.o.log(level, message),

@@ -73,6 +73,13 @@ export interface SourceOptions {
   uncleanGraceMs: number;
   /** Our own last sync time (for the unclean cutoff). */
   lastSyncMs: () => number | null;
+  /**
+   * The peer acknowledges frames on receipt (`<rfs async="second">`). Its acknowledgement then says it has
+   * the bytes, not that they are on its disk, so an fsync proves what the earlier writes proved already: an
+   * fsync returns once every frame before its own is acknowledged (usually at once), with no round trip of
+   * its own. The fsync frame still goes, and the secondary flushes in its time.
+   */
+  acksOnReceipt?: boolean;
   nowMs: () => number;
   events: SourceEvents;
 }
@@ -258,18 +265,26 @@ export class ReplicationSource {
       if ('path' in f) touched.push(f.path);
       if ('newPath' in f) touched.push(f.newPath);
     }
-    this.finish(dir, ev.job, frames, touched);
+    this.finish(dir, ev.job, frames, touched, (ev.op === 'fsync' || ev.op === 'fsyncdir') && this.o.acksOnReceipt === true);
   }
 
-  /** Sends the frames of one operation; its call returns when the last one is acknowledged. */
-  private finish(dir: number, job: number, frames: Frame[], paths: string[]): void {
+  /**
+   * Sends the frames of one operation; its call returns when the last one is acknowledged, or, for a
+   * barrier (an fsync with acknowledgements on receipt), when every frame before them is.
+   */
+  private finish(dir: number, job: number, frames: Frame[], paths: string[], barrier = false): void {
     if (frames.length === 0 || this.link === null) {
       if (job) this.o.dirs[dir]!.reply(job, 0);
       return;
     }
+    const before = this.sentCount;
     for (const f of frames) this.send(f);
     this.sentPaths.push({ count: this.sentCount, paths });
-    if (job) this.pending.push({ count: this.sentCount, dir, job });
+    if (!job) return;
+    const count = barrier ? before : this.sentCount;
+    // Pending counts stay in order: every earlier one is at most `before`.
+    if (count <= this.ackedCount) this.o.dirs[dir]!.reply(job, 0);
+    else this.pending.push({ count, dir, job });
   }
 
   private send(f: Frame): void {
