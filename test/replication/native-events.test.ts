@@ -5,24 +5,18 @@
 // so it never touches a mount with a synchronous call.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, closeSync, constants as C, existsSync, ftruncateSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, closeSync, constants as C, ftruncateSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ensureNativeBuilt, mount, peer, type FuseMount, type FuseMountOptions, type FuseOp } from '../../src/replication/fuse/native.ts';
 import { installDir } from '../../src/util/paths.ts';
+import { fuseSkipReason } from './fuse-env.ts';
 
 const run = promisify(execFile);
 
-function skipReason(): string | false {
-  if (process.getuid?.() !== 0) return 'needs root (FUSE mounts with allow_other)';
-  if (!existsSync('/dev/fuse')) return 'no /dev/fuse on this machine';
-  if (spawnSync('fusermount3', ['-V']).status !== 0) return 'fusermount3 missing (apt-get install fuse3)';
-  if (spawnSync('python3', ['-V']).status !== 0) return 'python3 missing';
-  return false;
-}
-const skip = skipReason();
+const skip = fuseSkipReason();
 
 const base = `/tmp/stayup-events-${process.pid}`;
 const mounts: FuseMount[] = [];

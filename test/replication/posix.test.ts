@@ -7,23 +7,17 @@
 // mount's requests, so the test process never touches the mount with synchronous calls.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { ensureNativeBuilt, mount, type FuseMount } from '../../src/replication/fuse/native.ts';
+import { fuseSkipReason } from './fuse-env.ts';
 
 const run = promisify(execFile);
 
-function skipReason(): string | false {
-  if (process.getuid?.() !== 0) return 'needs root (FUSE mounts with allow_other)';
-  if (!existsSync('/dev/fuse')) return 'no /dev/fuse on this machine';
-  if (spawnSync('fusermount3', ['-V']).status !== 0) return 'fusermount3 missing (apt-get install fuse3)';
-  if (spawnSync('python3', ['-V']).status !== 0) return 'python3 missing';
-  return false;
-}
-const skip = skipReason();
+const skip = fuseSkipReason();
 
 const base = `/tmp/stayup-posix-${process.pid}`;
 const plainRoot = join(base, 'plain');
