@@ -102,6 +102,12 @@ export interface ReplicationStatus {
   clean: boolean;
   /** The last time the stall watchdog dropped the secondary, and why. */
   lastStall: { atMs: number; reason: string } | null;
+  /** The replication protocol version the link speaks (negotiated at its hello/welcome), null without a link. */
+  protocolVersion: number | null;
+  /** TCP connections the link's stream is spread over (<rfs nbremconn>, if the peer speaks it), 0 without a link. */
+  linkConnections: number;
+  /** Why no link can be set up (a refused handshake: no common protocol version, a malformed welcome...), until one is. */
+  linkError: { code: string; message: string; sinceMs: number } | null;
 }
 
 /** Nothing to replicate: a SECOND is in sync as soon as it has the role. */

@@ -73,6 +73,8 @@ export const errorCodes = {
   RFS_BUSY: { status: 409, exit: 1, summary: 'a comparison of the replicas (rfsverify or rfsdiff) is already running for this module' },
   REPLICATION_PEER_UNREACHABLE: { status: 503, exit: 1, summary: 'the peer\'s replication service cannot be reached or stopped answering' },
   REPLICATION_PROTOCOL: { status: 502, exit: 1, summary: 'the peer sent a malformed or unexpected replication frame' },
+  REPLICATION_SYNC_DATES: { status: 409, exit: 1, summary: 'the two nodes\' last-sync dates are too far apart for an automatic reintegration: second fullsync on the secondary' },
+  REPLICATION_VERSION: { status: 502, exit: 1, summary: 'the two nodes speak no common replication protocol version: upgrade the node named in the message' },
 
   // --- lab
   LAB_NEEDS_ROOT: { status: 400, exit: 2, summary: 'the lab needs root and network namespaces' },

@@ -25,7 +25,7 @@ import type { Server } from 'node:tls';
 import type { Rfs } from '../config/userconfig/types.ts';
 import type { ReplicationRole, ReplicationSync } from '../mirror/types.ts';
 import type { ReplicationPort, ReplicationReport, ReplicationStatus, RunScriptsEffect } from '../engine/mirror-engine.ts';
-import { StayupError } from '../errors/stayup-error.ts';
+import { isStayupError, StayupError } from '../errors/stayup-error.ts';
 import { greetPeer, protocolError } from './handshake.ts';
 import { Journal } from './journal.ts';
 import { keepAside, stampOf } from './keep-aside.ts';
@@ -137,8 +137,11 @@ export class RfsRuntime implements ReplicationPort {
   private lastStall: { atMs: number; reason: string } | null = null;
   /** Secondary: the reintegration being received (performance.now() clock). */
   private receiving: { scope: string; sinceMs: number } | null = null;
-  /** The last handshake failure logged (the same one is not logged again at every retry). */
-  private handshakeError: string | null = null;
+  /**
+   * Why the last handshake was refused (status linkError), until a link is set up: logged when it first
+   * happens and when it changes, not at every retry (the primary retries every second).
+   */
+  private linkError: { code: string; message: string; sinceMs: number } | null = null;
   private verifyServer: Server | null = null;
   private comparing = false;
   private closed = false;
@@ -182,6 +185,9 @@ export class RfsRuntime implements ReplicationPort {
       lastSyncMs: r.lastSyncMs,
       clean: r.clean,
       lastStall: this.lastStall,
+      protocolVersion: null,
+      linkConnections: 0,
+      linkError: this.linkError,
     };
   }
 
@@ -362,8 +368,7 @@ export class RfsRuntime implements ReplicationPort {
           // Nothing was attached: the journal, the record and the held calls are as they were.
           link.close();
           const message = (e as Error).message;
-          if (this.handshakeError !== message) this.o.log('E', `${message}; retrying every ${CONNECT_RETRY_MS / 1000} s`);
-          this.handshakeError = message;
+          this.refused(isStayupError(e) ? e.code : 'REPLICATION_PROTOCOL', message, `${message}; retrying every ${CONNECT_RETRY_MS / 1000} s`);
           this.scheduleConnect();
           return;
         }
@@ -373,17 +378,23 @@ export class RfsRuntime implements ReplicationPort {
           // The reference refuses to reintegrate on its own here: the journal and the "changed since"
           // dates describe different histories. `second fullsync` on the peer compares everything.
           link.close();
-          if (this.handshakeError !== skew) this.o.log('E', `${skew}; run \`stayup second fullsync -m ${this.o.module}\` on ${this.o.peer} (after stopping it) to compare and copy everything`);
-          this.handshakeError = skew;
+          this.refused('REPLICATION_SYNC_DATES', skew, `${skew}; run \`stayup second fullsync -m ${this.o.module}\` on ${this.o.peer} (after stopping it) to compare and copy everything`);
           this.scheduleConnect();
           return;
         }
-        this.handshakeError = null;
+        this.linkError = null;
         this.o.log('I', `Replication link to ${this.o.peer} established`);
         this.watchdog.reset();
         source.attach(link, state);
       })
       .catch(() => this.scheduleConnect());
+  }
+
+  /** A refused handshake: shown in the status; logged (`logLine`) only when it differs from the last one. */
+  private refused(code: string, message: string, logLine: string): void {
+    if (this.linkError?.message === message) return;
+    this.linkError = { code, message, sinceMs: Date.now() };
+    this.o.log('E', logLine);
   }
 
   private stopSource(): void {

@@ -73,7 +73,7 @@ export function duration(ms: number): string {
 /** The replication lines of `state -v` (role, link, held calls, journal, reintegration, last sync, clean). */
 export function replicationLines(r: ReplicationStatus): string[] {
   const out = [
-    `replication: role ${r.role}, link ${r.linkUp ? 'up' : 'down'}, ${r.mounted ? `mounted${r.readOnly ? ' read-only' : ' read-write'}` : 'not mounted'}` +
+    `replication: role ${r.role}, link ${r.linkUp ? `up${linkDetail(r)}` : 'down'}, ${r.mounted ? `mounted${r.readOnly ? ' read-only' : ' read-write'}` : 'not mounted'}` +
       (r.role === 'prim' ? `, ${r.pendingAcks} application calls waiting for the peer, journal ${r.journalPaths} paths` : '') +
       `, ${r.clean ? 'clean' : 'not clean (a role runs, or the last one ended in a crash)'}`,
     `replication.lastSync: ${r.lastSyncMs === null ? 'never' : new Date(r.lastSyncMs).toISOString()}${r.syncId ? ` (sync point ${r.syncId})` : ' (no sync point)'}`,
@@ -89,5 +89,12 @@ export function replicationLines(r: ReplicationStatus): string[] {
   const l = r.lastReintegration;
   if (l) out.push(`replication.lastReintegration: ${l.scope}: ${l.filesCopied} files, ${size(l.bytesSent)} sent in ${duration(l.durationMs)}, ended ${new Date(l.endedMs).toISOString()}`);
   if (r.lastStall) out.push(`replication.lastStall: ${new Date(r.lastStall.atMs).toISOString()}: ${r.lastStall.reason}`);
+  if (r.linkError) out.push(`replication.linkError: since ${new Date(r.linkError.sinceMs).toISOString()}: ${r.linkError.code}: ${r.linkError.message}`);
   return out;
+}
+
+/** " (protocol v3, 3 connections)": what the link negotiated (absent from a daemon older than negotiation). */
+function linkDetail(r: ReplicationStatus): string {
+  if (r.protocolVersion === null || r.protocolVersion === undefined) return '';
+  return ` (protocol v${r.protocolVersion}${r.linkConnections > 1 ? `, ${r.linkConnections} connections` : ''})`;
 }
