@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Builds the FUSE interception addon (native/stayup_fuse.c) into build/Release/stayup_fuse.node with
-# node-gyp against the installed Node headers (--nodedir=/usr: no header download). Skips the build when
-# the .node is newer than its sources. Needs libfuse3-dev and pkg-config (scripts/setup.sh installs them).
+# Builds the native addons with node-gyp against the installed Node headers (--nodedir=/usr: no header
+# download): the FUSE interception (native/stayup_fuse.c -> build/Release/stayup_fuse.node) and the
+# virtual IP's kernel calls (native/stayup_net.c -> build/Release/stayup_net.node). Skips the build when
+# both .node files are newer than their sources. Needs libfuse3-dev and pkg-config (scripts/setup.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=build/Release/stayup_fuse.node
-srcs=(native/stayup_fuse.c native/binding.gyp scripts/build-native.sh)
+addons=(stayup_fuse stayup_net)
+srcs=(native/stayup_fuse.c native/stayup_net.c native/napi_util.h native/binding.gyp scripts/build-native.sh)
 up_to_date() {
-  [ -f "$out" ] || return 1
-  for s in "${srcs[@]}"; do [ "$s" -nt "$out" ] && return 1; done
+  for a in "${addons[@]}"; do
+    [ -f "build/Release/$a.node" ] || return 1
+    for s in "${srcs[@]}"; do [ "$s" -nt "build/Release/$a.node" ] && return 1; done
+  done
   return 0
 }
 up_to_date && exit 0
@@ -30,5 +33,7 @@ fi
 grep -E "warning:" "$log" >&2 || true
 rm -f "$log"
 mkdir -p build/Release
-cp native/build/Release/stayup_fuse.node "$out.tmp"
-mv "$out.tmp" "$out"
+for a in "${addons[@]}"; do
+  cp "native/build/Release/$a.node" "build/Release/$a.node.tmp"
+  mv "build/Release/$a.node.tmp" "build/Release/$a.node"
+done

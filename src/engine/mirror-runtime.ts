@@ -11,7 +11,7 @@ import { buildScriptEnv } from '../scripts/environment.ts';
 import { runTransitionScripts } from '../scripts/runner.ts';
 import { installDir, type NodePaths } from '../util/paths.ts';
 import { VipManager } from '../vip/manager.ts';
-import { ResidentVipHelper } from '../vip/resident-helper.ts';
+import { kernelVipOps } from '../vip/kernel-ops.ts';
 import { buildMirrorSetup } from './mirror-config.ts';
 import { MirrorEngine, noReplication, type EngineLog, type ScriptPort } from './mirror-engine.ts';
 import { fileMirrorRecordStore } from './mirror-store.ts';
@@ -103,12 +103,11 @@ export async function openMirrorEngine(o: {
   const rfs = setup.config.replicatedData ? openRfs(o, setup.lans, setup.config.peer, key, log) : null;
   const channel = await HeartbeatTransport.open({ lans: setup.lans, moduleId: o.moduleId, moduleKey: key, node: o.self, peer: setup.config.peer });
   const svcVip = o.config.service.vip;
-  const helper = svcVip ? new ResidentVipHelper() : null;
-  helper?.start();
+  const fastVip = svcVip ? kernelVipOps() : null;
   const vip = svcVip
     ? new VipManager(svcVip, {
         localAddressView: true,
-        ...(helper ? { fastOps: helper } : {}),
+        ...(fastVip ? { fastOps: fastVip } : {}),
         onEvent: (e) => {
           if (e.type === 'warning') log('E', 'vip', e.error.message);
           else if (e.type === 'added' || e.type === 'removed') log('I', 'vip', `virtual IP ${e.ip} ${e.type} on ${e.iface}`);
@@ -142,13 +141,12 @@ export async function openMirrorEngine(o: {
     });
     engine.onClose(binding.stop);
   }
-  if (helper && vip) {
-    engine.onClose(() => helper.close());
+  if (fastVip && vip) {
     // Open the packet socket of the VIP's interface now: the first gratuitous ARP of a takeover is then quick.
     void vip
       .status()
-      .then((st) => Promise.all([...new Set(st.map((x) => x.interface).filter((i): i is string => !!i))].map((i) => helper.warm(i))))
-      .catch((e: Error) => log('I', 'vip', `resident VIP helper not prepared: ${e.message}`));
+      .then((st) => Promise.all([...new Set(st.map((x) => x.interface).filter((i): i is string => !!i))].map((i) => fastVip.warm(i))))
+      .catch((e: Error) => log('I', 'vip', `gratuitous ARP socket not prepared: ${e.message}`));
   }
   if (vip) engine.onClose(bindVipCheckers({ engine, checkers: () => vip.checkers(), log, intervalMs: VIP_CHECK_INTERVAL_MS }));
   engine.start();

@@ -4,7 +4,7 @@
 // Every system command goes through an injected CommandRunner (see README.md for the exact commands).
 import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
-import type { FastVipOps } from './resident-helper.ts';
+import type { FastVipOps } from './kernel-ops.ts';
 import { StayupError, isStayupError } from '../errors/stayup-error.ts';
 import type { ErrorCode } from '../errors/codes.ts';
 import type { Vip } from '../config/userconfig/types.ts';
@@ -67,7 +67,7 @@ export interface VipManagerOptions {
    * Only for a manager whose `run` acts on this process's own network namespace (the daemon's).
    */
   localAddressView?: boolean;
-  /** The resident helper (resident-helper.ts): IPv4 adds and the first gratuitous ARP without a process. */
+  /** The in-process kernel calls (kernel-ops.ts): IPv4 adds and the first gratuitous ARP without a process. */
   fastOps?: FastVipOps;
 }
 
@@ -131,7 +131,7 @@ export interface GeneratedChecker {
 }
 
 const MAX_IFNAME = 15;
-/** With the resident helper, the arping burst comes this long after its first gratuitous ARP. */
+/** With the in-process calls, the arping burst comes this long after their first gratuitous ARP. */
 const FAST_GARP_FOLLOW_UP_MS = 200;
 /** Route attributes we can write back with `ip route replace`; a route with anything else is left alone. */
 const ROUTE_KEYS = new Set(['dst', 'gateway', 'dev', 'protocol', 'scope', 'prefsrc', 'metric', 'type', 'flags']);
@@ -426,23 +426,20 @@ export class VipManager {
   }
 
   /**
-   * Adds an IPv4 VIP through the resident helper (no process started). False when there is no helper,
-   * the address is IPv6, or the helper failed: the caller then runs `ip` (which reports the error).
-   */
-  /**
-   * Adds the address with the resident helper, which announces it in the same request (one_side_alias:
+   * Adds the address with the in-process kernel calls and announces it right after (one_side_alias:
    * nothing else has to happen first; one_side's source route comes after, the ARP does not need it).
-   * Null when there is no helper or it failed (the caller uses `ip`).
+   * Null when there are none, the address is IPv6, or the add failed (the caller runs `ip`, which reports
+   * the error).
    */
   async #fastAdd(ip: string, iface: string, prefixLen: number): Promise<{ announced: boolean } | null> {
     if (!this.#fast || ipFamily(ip) !== 4) return null;
     try {
       const r = await this.#fast.addAddress(ip, prefixLen, iface, this.#labelOf(iface), 1);
-      if (r.garpError !== undefined) this.#onEvent({ type: 'warning', error: new StayupError('VIP_FAILED', `VIP ${ip} on ${iface}: resident helper gratuitous ARP: ${r.garpError}`) });
+      if (r.garpError !== undefined) this.#onEvent({ type: 'warning', error: new StayupError('VIP_FAILED', `VIP ${ip} on ${iface}: gratuitous ARP (in process): ${r.garpError}`) });
       return { announced: r.announced };
     } catch (err) {
       if ((err as { errno?: number }).errno === 17) return { announced: false }; // EEXIST: already there
-      this.#onEvent({ type: 'warning', error: new StayupError('VIP_FAILED', `VIP ${ip} on ${iface}: resident helper: ${(err as Error).message}; using ip`) });
+      this.#onEvent({ type: 'warning', error: new StayupError('VIP_FAILED', `VIP ${ip} on ${iface}: netlink add: ${(err as Error).message}; using ip`) });
       return null;
     }
   }
@@ -569,14 +566,14 @@ export class VipManager {
   // ------------------------------------------------------------------------------- gratuitous ARP
 
   /**
-   * The first burst now (unless the helper sent its first packets with the add: `announced`), the second
+   * The first burst now (unless the in-process add already sent its first packets: `announced`), the second
    * later, and the arpreroute refreshes.
    */
   #announce(e: VipAddress, ip: string, iface: string, announced: boolean): void {
-    // The first packets at once from the resident helper; the arping burst follows as before, a little
-    // later, because starting a process stalls this one for milliseconds in the middle of a takeover.
+    // The first packets at once from this process; the arping burst follows as before, a little later,
+    // because starting a process stalls this one for milliseconds in the middle of a takeover.
     if (this.#fast && ipFamily(ip) === 4) {
-      if (!announced) this.#fast.garp(ip, iface, 1).catch((err: Error) => this.#onEvent({ type: 'warning', error: new StayupError('VIP_FAILED', `VIP ${ip} on ${iface}: resident helper gratuitous ARP: ${err.message}`) }));
+      if (!announced) this.#fast.garp(ip, iface, 1).catch((err: Error) => this.#onEvent({ type: 'warning', error: new StayupError('VIP_FAILED', `VIP ${ip} on ${iface}: gratuitous ARP (in process): ${err.message}`) }));
       this.#after(FAST_GARP_FOLLOW_UP_MS, () => this.#garp(ip, iface, 'burst'));
     } else this.#garp(ip, iface, 'burst');
     if (this.#secondBurstMs > 0) this.#after(this.#secondBurstMs, () => this.#garp(ip, iface, 'repeat'));

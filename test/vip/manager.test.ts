@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { VipManager, vipAddresses, routeSpec, type VipEvent } from '../../src/vip/manager.ts';
 import { isStayupError, type StayupError } from '../../src/errors/stayup-error.ts';
 import { FakeHost, FakeScheduler, oneNic, tick, vipConfig } from './fake-host.ts';
-import type { FastVipOps } from '../../src/vip/resident-helper.ts';
+import type { FastVipOps } from '../../src/vip/kernel-ops.ts';
 
 const VIP = '198.18.1.100';
 const garp = (mode: string, ip = VIP, dev = 'eth0', count = 3): string => `arping ${mode} -c ${count} -I ${dev} -s ${ip} ${ip}`;
@@ -106,7 +106,7 @@ describe('VipManager.up: one_side_alias', () => {
   });
 });
 
-describe('VipManager: with the resident helper', () => {
+describe('VipManager: with the in-process kernel calls', () => {
   /** A FastVipOps that records its calls and adds on the fake host; `garpError` fails only the ARP. */
   function fastOps(host: FakeHost, o: { garpError?: string } = {}): FastVipOps & { calls: string[] } {
     const calls: string[] = [];
@@ -122,24 +122,23 @@ describe('VipManager: with the resident helper', () => {
         calls.push(`garp ${ip} ${iface} ${count}`);
       },
       async warm() {},
-      close() {},
     };
   }
 
-  it('adds the address and sends its first gratuitous ARP in one request; the arping burst follows', async () => {
+  it('adds the address and sends its first gratuitous ARP in the same call; the arping burst follows', async () => {
     const host = oneNic();
     const fast = fastOps(host);
     const sched = new FakeScheduler();
     const m = new VipManager(vipConfig([{ addr: VIP }]), { run: host.run, scheduler: sched, fastOps: fast });
     const placed = await m.up();
     assert.equal(placed[0]?.added, true);
-    assert.deepEqual(fast.calls, [`add ${VIP}/24 eth0 eth0:vip garp=1`], 'no second request for the first announcement');
+    assert.deepEqual(fast.calls, [`add ${VIP}/24 eth0 eth0:vip garp=1`], 'no second call for the first announcement');
     host.clear();
     sched.advance(200);
     assert.deepEqual(host.calls, [garp('-U'), garp('-A')]);
   });
 
-  it('announces with a separate request when the address was already there, and warns when only the ARP failed', async () => {
+  it('announces with a separate call when the address was already there, and warns when only the ARP failed', async () => {
     const host = oneNic();
     const fast = fastOps(host);
     const m = new VipManager(vipConfig([{ addr: VIP }]), { run: host.run, scheduler: new FakeScheduler(), fastOps: fast });
@@ -155,7 +154,7 @@ describe('VipManager: with the resident helper', () => {
     assert.equal(placed[0]?.added, true, 'the address is there all the same');
     assert.deepEqual(
       events.flatMap((e) => (e.type === 'warning' ? [e.error.message] : [])),
-      [`VIP ${VIP} on eth0: resident helper gratuitous ARP: Network is down`],
+      [`VIP ${VIP} on eth0: gratuitous ARP (in process): Network is down`],
     );
   });
 });

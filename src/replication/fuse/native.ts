@@ -2,16 +2,12 @@
 // The addon does the file system work in C; this file only gives it TypeScript types and a friendlier
 // mount object. The contract (which operations become events, their order, when the application's call
 // returns) is in src/replication/README.md.
-import { spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { installDir } from '../../util/paths.ts';
+import { addonFile } from '../../util/native-addons.ts';
 
-export const addonPath = join(installDir, 'build', 'Release', 'stayup_fuse.node');
-const addonSources = ['native/stayup_fuse.c', 'native/binding.gyp', 'scripts/build-native.sh'].map((p) =>
-  join(installDir, p),
-);
+export { ensureNativeBuilt, nativeBuildStale } from '../../util/native-addons.ts';
+export const addonPath = addonFile('stayup_fuse');
 
 // ---------------------------------------------------------------------------------------------------
 // Events (JS thread, in the order the real file system applied them)
@@ -366,18 +362,3 @@ export function loadNative(): NativeAddon {
   return Object.assign(Object.create(a) as PeerHelpers, { mount }) as NativeAddon;
 }
 
-/** True when the built addon is missing or older than one of its sources. */
-export function nativeBuildStale(): boolean {
-  if (!existsSync(addonPath)) return true;
-  const built = statSync(addonPath).mtimeMs;
-  return addonSources.some((s) => existsSync(s) && statSync(s).mtimeMs > built);
-}
-
-/** For tests: builds the addon when it is missing or stale (scripts/build-native.sh). */
-export function ensureNativeBuilt(): void {
-  if (!nativeBuildStale()) return;
-  const r = spawnSync('bash', [join(installDir, 'scripts', 'build-native.sh')], { cwd: installDir, encoding: 'utf8' });
-  if (r.status !== 0) {
-    throw new Error(`npm run build:native failed (exit ${r.status}):\n${r.stderr || r.stdout}`);
-  }
-}
