@@ -1,0 +1,332 @@
+// npm run bench:scale -- [--files N] [--quick] [--per-dir N] [--large N] [--large-mib M] [--keep-lab]
+//
+// The replication at scale (issue 4: "at least 1,000,000 files and several TB per module; the resync rate
+// limited by disk or network, not by us"), on two lab servers with real daemons and a mirror module whose
+// <rfs> replicates one directory (bench/lib/repl-stayup.ts):
+//   1. the file set is made on node1's underlying directory before the module first starts (C helper);
+//   2. first start: node1 prim, node2 second: the full reintegration of every file, timed to SECOND (Ready);
+//   3. node2 stopped cleanly, files changed/created/removed/renamed on node1 through the mount, node2 back;
+//   4. node2's server killed (SIGKILL, unclean), a few changes, node2 back: the unclean reintegration;
+//   5. `stayup rfsverify` on node2 over the whole set: 0 differences expected.
+// Each step reports its time, the bytes the primary sent, the peak RSS of stayupd on both servers and the
+// module log lines that tell of event-loop stalls or heartbeats missed. See bench/README.md ("Scale").
+// Readable lines as it goes; the last line of stdout is one JSON object. Exit 0 when every step gave its
+// figures, 1 when one failed, 2 on bad usage. The lab (with the data) goes at the end, on error and on
+// Ctrl-C; a later run removes the lab of a run killed with SIGKILL.
+import { mkdirSync, readFileSync, statfsSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Lab } from '../src/lab/lab.ts';
+import { isAlive } from '../src/lab/sys.ts';
+import { lastReintegrationLine, nextReintegration, rejoinAsSecondary, waitModuleState, type ReintegrationFigures } from '../src/lab/stayup-cluster.ts';
+import { MODULE, ReplicatedModule } from './lib/repl-stayup.ts';
+import { compileHelper, RssSampler, TroubleWatch, type RssFigures } from './lib/scale-probe.ts';
+import { StayupCluster } from './lib/stayup.ts';
+
+const LAB_PREFIX = 'scalebench-';
+/** The replicated directory (each server's private /var/lib/app). */
+const SCALE_DIR = '/var/lib/app/scale';
+const HELPER_SOURCE = fileURLToPath(new URL('./lib/scale-helper.c', import.meta.url));
+/** The data set's age: older than the unclean reintegration's 1 h grace, as a module's data usually is. */
+const DATA_AGE_S = 7 * 24 * 3600;
+
+/** What the primary logs when its secondary's server is killed (step 4): wanted, not trouble. */
+const KILLED_PEER = /no heartbeat for|Action alone called by heart|Replication to \S+ (stalled|interrupted)/;
+
+interface Args {
+  files: number;
+  perDir: number;
+  large: number;
+  largeMib: number;
+  quick: boolean;
+  keepLab: boolean;
+}
+
+/** What step 3 (clean stop) and step 4 (crash) change on the primary, through the mount. */
+const CLEAN_CHANGES = { change: 1000, create: 100, remove: 100, rename: 50 };
+const CRASH_CHANGES = { change: 100, create: 10, remove: 10, rename: 10 };
+
+const USAGE = `usage: npm run bench:scale -- [options]
+  --files N        small files (0..4 KiB) in the set (default 1000000; --quick 20000)
+  --per-dir N      files per directory (default 1000)
+  --large N        large files besides (default 4; --quick 2)
+  --large-mib M    size of each large file, MiB (default 256; --quick 16)
+  --quick          smoke run: 20000 files, 2 x 16 MiB
+  --keep-lab       leave the lab (and its data) for debugging; \`stayup lab down --name NAME\` removes it
+`;
+
+function usage(msg: string): never {
+  process.stderr.write(`bench:scale: ${msg}\n${USAGE}`);
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): Args {
+  const given: Partial<Args> = {};
+  let quick = false;
+  let keepLab = false;
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]!;
+    const [name, inline] = k.includes('=') ? [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)] : [k, undefined];
+    const int = (min: number): number => {
+      const v = inline ?? argv[++i];
+      if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) usage(`${name} needs an integer >= ${min}`);
+      return Number(v);
+    };
+    switch (name) {
+      case '--files': given.files = int(1000); break;
+      case '--per-dir': given.perDir = int(1); break;
+      case '--large': given.large = int(0); break;
+      case '--large-mib': given.largeMib = int(1); break;
+      case '--quick': quick = true; break;
+      case '--keep-lab': keepLab = true; break;
+      case '-h':
+      case '--help':
+        process.stdout.write(USAGE);
+        process.exit(0);
+        break;
+      default:
+        usage(`unknown option ${k}`);
+    }
+  }
+  const defaults = quick ? { files: 20_000, perDir: 1000, large: 2, largeMib: 16 } : { files: 1_000_000, perDir: 1000, large: 4, largeMib: 256 };
+  return { ...defaults, ...given, quick, keepLab };
+}
+
+const say = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+function errText(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n').filter((l) => l.trim() && !/^\s+at \S/.test(l)).join('\n');
+}
+
+function loadavg(): string {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  } catch {
+    return '?';
+  }
+}
+
+/** Bytes used on the file system of / (the lab's data lives there). */
+function usedBytes(): number {
+  const s = statfsSync('/');
+  return (s.blocks - s.bfree) * s.bsize;
+}
+
+/** Labs of earlier runs whose process is gone (killed with SIGKILL): removed. */
+async function removeStaleLabs(): Promise<void> {
+  for (const l of Lab.list()) {
+    if (!l.name.startsWith(LAB_PREFIX)) continue;
+    const pid = Number(l.name.slice(LAB_PREFIX.length));
+    if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) continue;
+    say(`removing the lab of an earlier run: ${l.name}`);
+    await Lab.down(l.name);
+  }
+}
+
+const r1 = (x: number): number => Math.round(x * 10) / 10;
+const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+const since = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
+const mib = (b: number): string => `${(b / 1048576).toFixed(1)} MiB`;
+
+function rssText(r: Record<string, RssFigures>): string {
+  return Object.entries(r)
+    .map(([n, f]) => `${n} ${f.peak_mib ?? '?'} MiB (VmHWM ${f.hwm_mib ?? '?'})`)
+    .join(', ');
+}
+
+type Json = Record<string, unknown>;
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  if (process.getuid?.() !== 0) usage('needs root (the lab uses network and mount namespaces, stayup mounts FUSE)');
+  const name = `${LAB_PREFIX}${process.pid}`;
+  const errors: string[] = [];
+  const steps: Json = {};
+  const env: Json = { cpus: cpus().length, loadavg_start: loadavg() };
+  const usedAtStart = usedBytes();
+  let peakUsed = usedAtStart;
+  const noteDisk = (): void => {
+    peakUsed = Math.max(peakUsed, usedBytes());
+  };
+  let lab: Lab | undefined;
+  let sampler: RssSampler | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> =>
+    (cleaning ??= (async () => {
+      sampler?.stop();
+      if (args.keepLab && lab) {
+        say(`--keep-lab: lab ${name} left running with its data; remove it with \`stayup lab down --name ${name}\``);
+        return;
+      }
+      const t0 = process.hrtime.bigint();
+      const r = await Lab.down(name);
+      if (r.found) say(`lab ${name} removed with its data in ${since(t0).toFixed(1)} s${r.warnings.length ? ` (warnings: ${r.warnings.join('; ')})` : ''}`);
+    })());
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`\nbench:scale: ${sig}, removing the lab\n`);
+      void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+    });
+  }
+  process.on('unhandledRejection', (e) => {
+    process.stderr.write(`bench:scale: ${errText(e)}\n`);
+    void cleanup().finally(() => process.exit(1));
+  });
+
+  const t0All = Date.now();
+  try {
+    await removeStaleLabs();
+    lab = await Lab.up({ name, servers: 2 });
+    const L = lab;
+    const [node1, node2] = [L.servers[0]!, L.servers[1]!];
+    say(`lab ${name}: ${L.servers.map((n) => `${n} ${L.addr(n)}`).join(', ')}; load average ${env.loadavg_start}`);
+    const helper = compileHelper(HELPER_SOURCE, join(L.stateDir, 'bin'), 'scale-helper');
+    const cluster = new StayupCluster(L);
+    const mod = new ReplicatedModule(L, cluster, say, { dir: SCALE_DIR, async: 'second' });
+    const watch = new TroubleWatch(L, MODULE);
+    /** Runs a step with the RSS sampler on and the module logs checked for trouble afterwards. */
+    /** `expected`: trouble lines the step causes on purpose (a killed server's peer sees it go). */
+    const step = async (key: string, run: () => Promise<Json>, expected?: RegExp): Promise<void> => {
+      sampler = new RssSampler(L);
+      let figures: Json = {};
+      try {
+        figures = await run();
+      } finally {
+        const rss = sampler.stop();
+        sampler = undefined;
+        noteDisk();
+        const lines = await watch.newLines();
+        const pick = (want: boolean): Record<string, string[]> => Object.fromEntries(Object.entries(lines).map(([n, ls]) => [n, ls.filter((l) => (expected?.test(l) ?? false) === want)]));
+        const trouble = pick(false);
+        steps[key] = { ...figures, rss_mib: rss, log_trouble: trouble, ...(expected ? { log_expected: pick(true) } : {}) };
+        say(`  ${key}: stayupd RSS peak ${rssText(rss)}`);
+        for (const [n, ls] of Object.entries(trouble)) for (const l of ls.slice(0, 10)) say(`  ${key}: ${n} log: ${l.trim()}`);
+      }
+    };
+    const reintegration = (f: ReintegrationFigures): Json => ({ scope: f.scope, files: f.files, bytes_sent: f.bytesSent, duration_ms: f.durationMs });
+    const change = async (c: typeof CLEAN_CHANGES, gen: number): Promise<Json> => {
+      const r = await L.exec(node1, [helper, 'change', SCALE_DIR, String(args.files), String(args.perDir), String(c.change), String(c.create), String(c.remove), String(c.rename), String(gen)], { timeoutMs: 600_000 });
+      if (r.code !== 0) throw new Error(`scale-helper change exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
+      return JSON.parse(r.stdout) as Json;
+    };
+    // Minutes per 100k files for the long waits, so a slow machine fails late rather than a big set early.
+    const longWaitS = Math.max(600, Math.ceil(args.files / 100));
+
+    // ---- 1. the file set, before the module first starts
+    say(`\n== 1. ${args.files} files (0..4 KiB, ${args.perDir} per directory, depth 3) + ${args.large} x ${args.largeMib} MiB, made on ${node1}'s underlying directory`);
+    await step('create', async () => {
+      for (const n of L.servers) mkdirSync(L.hostPath(n, SCALE_DIR), { recursive: true });
+      const t = process.hrtime.bigint();
+      // From the client (the host's file system): node1's directory as its server will see it underneath.
+      const r = await L.exec('client', [helper, 'create', L.hostPath(node1, SCALE_DIR), String(args.files), String(args.perDir), String(args.large), String(args.largeMib), String(DATA_AGE_S)], { timeoutMs: 3_600_000 });
+      if (r.code !== 0) throw new Error(`scale-helper create exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
+      const c = JSON.parse(r.stdout) as { files: number; dirs: number; bytes: number; seconds: number };
+      const s = since(t);
+      say(`  created ${c.files} files in ${c.dirs} directories, ${mib(c.bytes)}, in ${s.toFixed(1)} s (${Math.round(c.files / c.seconds)} files/s, syncfs included)`);
+      return { ...c, create_s: r3(s) };
+    });
+
+    // ---- 2. first start: the full reintegration of the whole set
+    say(`\n== 2. first start: ${node1} prim, ${node2} second (full reintegration)`);
+    await cluster.setup();
+    await mod.install();
+    await step('first_sync', async () => {
+      await cluster.cliOk(node1, ['prim', '-m', MODULE], 120_000);
+      mod.started = true;
+      await waitModuleState(L, node1, MODULE, 'ALONE,PRIM', 600);
+      const t = process.hrtime.bigint();
+      await cluster.cliOk(node2, ['second', '-m', MODULE], 120_000);
+      await waitModuleState(L, node2, MODULE, 'SECOND', longWaitS);
+      await waitModuleState(L, node1, MODULE, 'PRIM', 600);
+      const s = since(t);
+      const fig = await nextReintegration(L, node1, MODULE, null, 60_000);
+      const st = [await cluster.stateOf(node1, MODULE), await cluster.stateOf(node2, MODULE)];
+      const fstype = await mod.checkMounted();
+      say(`  SECOND (Ready) after ${s.toFixed(1)} s: ${fig.files} files, ${mib(fig.bytesSent)} sent in ${fig.durationMs} ms (${Math.round(fig.files / (fig.durationMs / 1000))} files/s, ${r1(fig.bytesSent / 1048576 / (fig.durationMs / 1000))} MiB/s); ${st.map((x) => `${x.node} ${x.state} (${x.qualifier})`).join(', ')}; ${SCALE_DIR} is a ${fstype} mount`);
+      return { first_sync_s: r3(s), files_per_s: Math.round(fig.files / s), mib_per_s: r1(fig.bytesSent / 1048576 / s), states: st.map((x) => `${x.node} ${x.state}(${x.qualifier})`), reintegration: reintegration(fig) };
+    });
+
+    // ---- 3. clean stop of the secondary, changes, back
+    say(`\n== 3. ${node2} stopped cleanly; on ${node1} through the mount: ${CLEAN_CHANGES.change} files changed, ${CLEAN_CHANGES.create} created, ${CLEAN_CHANGES.remove} removed, ${CLEAN_CHANGES.rename} renamed; ${node2} back`);
+    await step('clean_resync', async () => {
+      await cluster.cliOk(node2, ['stop', '-m', MODULE], 300_000);
+      await waitModuleState(L, node2, MODULE, 'STOP', 300);
+      await waitModuleState(L, node1, MODULE, 'ALONE', 300);
+      const ch = await change(CLEAN_CHANGES, 1);
+      const prev = await lastReintegrationLine(L, node1, MODULE);
+      const t = process.hrtime.bigint();
+      await cluster.cliOk(node2, ['start', '-m', MODULE], 120_000);
+      await waitModuleState(L, node2, MODULE, 'SECOND', longWaitS);
+      await waitModuleState(L, node1, MODULE, 'PRIM', 600);
+      const s = since(t);
+      const fig = await nextReintegration(L, node1, MODULE, prev, 60_000);
+      say(`  changes made in ${ch.seconds} s (${JSON.stringify(ch)}); SECOND (Ready) after ${s.toFixed(2)} s: ${fig.scope}: ${fig.files} files, ${fig.bytesSent} bytes sent (${ch.bytes_written} written) in ${fig.durationMs} ms`);
+      return { resync_s: r3(s), changes: ch, reintegration: reintegration(fig) };
+    });
+
+    // ---- 4. the secondary's server killed (unclean), a few changes, back
+    say(`\n== 4. ${node2}'s server killed (SIGKILL); on ${node1}: ${CRASH_CHANGES.change} changed, ${CRASH_CHANGES.create} created, ${CRASH_CHANGES.remove} removed, ${CRASH_CHANGES.rename} renamed; ${node2} boots, its daemon and module start`);
+    await step('unclean_resync', async () => {
+      await L.killServer(node2);
+      await waitModuleState(L, node1, MODULE, 'ALONE', 300);
+      const ch = await change(CRASH_CHANGES, 2);
+      const t = process.hrtime.bigint();
+      const fig = await rejoinAsSecondary(L, node2, MODULE, node1, longWaitS);
+      const s = since(t);
+      say(`  changes made in ${ch.seconds} s; ${node2} SECOND (Ready) ${s.toFixed(2)} s after its boot began (daemon start included): ${fig.scope}: ${fig.files} files, ${fig.bytesSent} bytes sent in ${fig.durationMs} ms`);
+      return { resync_s: r3(s), changes: ch, reintegration: reintegration(fig) };
+    }, KILLED_PEER);
+
+    // ---- 5. rfsverify over the whole set
+    say(`\n== 5. stayup rfsverify -m ${MODULE} on ${node2}`);
+    await step('rfsverify', async () => {
+      const t = process.hrtime.bigint();
+      const r = await cluster.cli(node2, ['rfsverify', '-m', MODULE], 24 * 3_600_000);
+      const s = since(t);
+      const out = (r.stdout || r.stderr).trim();
+      const summary = out.split('\n').pop() ?? '';
+      const m = /(\d+) files, (\d+) directories compared .* in ([\d.]+) s; (\d+) paths? differ/.exec(summary);
+      say(`  exit ${r.code} after ${s.toFixed(1)} s: ${summary}`);
+      if (r.code !== 0 || !m || Number(m[4]) !== 0) throw new Error(`rfsverify exited ${r.code}: ${out.split('\n').slice(-12).join('\n')}`);
+      return { verify_s: r3(s), files: Number(m[1]), directories: Number(m[2]), differing: Number(m[4]), summary };
+    });
+
+    await mod.stop().catch((e: unknown) => say(`  stop: ${errText(e).split('\n')[0]}`));
+  } catch (e) {
+    errors.push(errText(e));
+    process.stderr.write(`bench:scale: ${errText(e)}\n`);
+  } finally {
+    await cleanup();
+  }
+  env.loadavg_end = loadavg();
+  const usedAfter = usedBytes();
+  const num = (k: string, f: string): unknown => (steps[k] as Json | undefined)?.[f] ?? null;
+  const rss = (k: string): unknown => (steps[k] as Json | undefined)?.rss_mib ?? null;
+  const result = {
+    bench: 'scale',
+    files: args.files,
+    create_s: num('create', 'create_s'),
+    first_sync_s: num('first_sync', 'first_sync_s'),
+    first_sync_files_per_s: num('first_sync', 'files_per_s'),
+    first_sync_mib_per_s: num('first_sync', 'mib_per_s'),
+    clean_resync_s: num('clean_resync', 'resync_s'),
+    unclean_resync_s: num('unclean_resync', 'resync_s'),
+    rfsverify_s: num('rfsverify', 'verify_s'),
+    rfsverify_differing: num('rfsverify', 'differing'),
+    rss_mib: { first_sync: rss('first_sync'), clean_resync: rss('clean_resync'), unclean_resync: rss('unclean_resync'), rfsverify: rss('rfsverify') },
+    steps,
+    params: { ...args, clean_changes: CLEAN_CHANGES, crash_changes: CRASH_CHANGES, data_age_s: DATA_AGE_S },
+    disk: { peak_gib_used_by_run: r1((peakUsed - usedAtStart) / 2 ** 30), left_after_gib: r1((usedAfter - usedAtStart) / 2 ** 30) },
+    env,
+    duration_s: Math.round((Date.now() - t0All) / 1000),
+    errors,
+  };
+  say(`\ndone in ${result.duration_s} s${errors.length ? `, ${errors.length} error(s)` : ''}; load average ${env.loadavg_start} -> ${env.loadavg_end}; disk: ${result.disk.peak_gib_used_by_run} GiB used at the peak, ${result.disk.left_after_gib} GiB left after`);
+  say(JSON.stringify(result));
+  return errors.length ? 1 : 0;
+}
+
+process.exitCode = await main();
