@@ -37,6 +37,12 @@ export class DirtySet {
   private readonly byDepth: Array<Set<string>> = [];
   /** Fine marks held by all entries. */
   private fineCount = 0;
+  /**
+   * Per directory path, how many entries lie strictly below it. A removal or a rename must find the marks
+   * under the name: with this, one of a file (no entry below) costs its depth, not a walk of every entry
+   * (a million during a first reintegration, once per unlink of the application).
+   */
+  private readonly below = new Map<string, number>();
 
   constructor(
     readonly zoneBytes: number,
@@ -161,6 +167,7 @@ export class DirtySet {
   clear(): void {
     this.entries.clear();
     this.byDepth.length = 0;
+    this.below.clear();
     this.fineCount = 0;
   }
 
@@ -177,6 +184,7 @@ export class DirtySet {
   private put(path: string, e: DirtyEntry): void {
     const old = this.entries.get(path);
     if (old) this.dropFine(old);
+    else for (let a = parentOf(path); a !== null; a = parentOf(a)) this.below.set(a, (this.below.get(a) ?? 0) + 1);
     this.entries.set(path, e);
     this.fineCount += e.fine?.size ?? 0;
     const d = depth(path);
@@ -185,14 +193,24 @@ export class DirtySet {
 
   private drop(path: string): void {
     const e = this.entries.get(path);
-    if (e) this.fineCount -= e.fine?.size ?? 0;
+    if (!e) return;
+    this.fineCount -= e.fine?.size ?? 0;
     this.entries.delete(path);
     this.byDepth[depth(path)]?.delete(path);
+    for (let a = parentOf(path); a !== null; a = parentOf(a)) {
+      const n = (this.below.get(a) ?? 0) - 1;
+      if (n > 0) this.below.set(a, n);
+      else this.below.delete(a);
+    }
   }
 
   private takeTree(root: string): Array<[string, DirtyEntry]> {
     const out: Array<[string, DirtyEntry]> = [];
-    for (const [p, e] of this.entries) if (p === root || p.startsWith(`${root}/`)) out.push([p, e]);
+    const own = this.entries.get(root);
+    if (own) out.push([root, own]);
+    // Only a directory with marks below it needs the walk of every entry (rare: renamed or removed while
+    // its contents wait to be brought over).
+    if (this.below.has(root)) for (const [p, e] of this.entries) if (p.startsWith(`${root}/`)) out.push([p, e]);
     for (const [p] of out) this.drop(p);
     return out;
   }

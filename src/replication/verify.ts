@@ -248,10 +248,17 @@ export async function compareReplicas(o: {
   return { source: source.node, copy: copy.node, differences: found, differing, truncated: differing > found.length, compared, bytesToSend };
 }
 
-/** Runs at most `limit` tasks at once; done() settles when every task (and the tasks they added) ended. */
-class TaskPool {
+/**
+ * Runs at most `limit` tasks at once; done() settles when every task (and the tasks they added) ended.
+ * The newest task waiting runs first: a directory's entries are compared before the next directory is
+ * listed, so what waits stays about one listing per level (a few thousand tasks), where oldest-first
+ * listed every directory of a million-file tree before comparing any file and held a task per file.
+ */
+export class TaskPool {
   private readonly queue: Array<() => Promise<void>> = [];
   private running = 0;
+  /** The most tasks that waited at once (tests check the bound). */
+  peakQueued = 0;
   private failure: unknown = null;
   private settle: { resolve: () => void; reject: (e: unknown) => void } | null = null;
 
@@ -259,6 +266,7 @@ class TaskPool {
 
   run(task: () => Promise<void>): void {
     this.queue.push(task);
+    this.peakQueued = Math.max(this.peakQueued, this.queue.length);
     this.pump();
   }
 
@@ -271,7 +279,7 @@ class TaskPool {
 
   private pump(): void {
     while (this.failure === null && this.running < this.limit && this.queue.length > 0) {
-      const task = this.queue.shift()!;
+      const task = this.queue.pop()!;
       this.running++;
       task().then(
         () => this.ended(),
