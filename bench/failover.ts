@@ -41,6 +41,8 @@ interface Args {
   keepalived: boolean;
   logs?: string;
   wireTrace: boolean;
+  /** keepalived's backup (node2) priority, which sets its skew: see --keepalived-backup-priority. */
+  keepalivedBackupPriority: number;
 }
 
 const USAGE = `usage: npm run bench:failover -- [options]
@@ -52,6 +54,10 @@ const USAGE = `usage: npm run bench:failover -- [options]
   --logs DIR             copy the lab's logs (services, keepalived, stayupd, module logs) to DIR before teardown
   --wire-trace           trace the switch (kernel-stamped frames) and split every failover into phases:
                          last heartbeat out of the frozen node, gratuitous ARP, SYN-ACK, answer
+  --keepalived-backup-priority N
+                         keepalived's backup priority, 1..149 (default 100, keepalived's own default). It sets
+                         the skew of its down timer: 3 adverts + (256 - N)/256 of one. With 1, the fast
+                         setting's down timer is 39.96 ms, equal to stayup's 40 ms timeout (equal detection)
 `;
 
 function usage(msg: string): never {
@@ -60,7 +66,7 @@ function usage(msg: string): never {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { freezes: 10, settings: SETTINGS, idleSeconds: 60, serviceFreezes: 5, stayup: true, keepalived: true, wireTrace: false };
+  const a: Args = { freezes: 10, settings: SETTINGS, idleSeconds: 60, serviceFreezes: 5, stayup: true, keepalived: true, wireTrace: false, keepalivedBackupPriority: PRIORITY.node2! };
   const int = (v: string | undefined, name: string, min: number): number => {
     if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) usage(`${name} needs an integer >= ${min}`);
     return Number(v);
@@ -101,6 +107,11 @@ function parseArgs(argv: string[]): Args {
       }
       case '--wire-trace':
         a.wireTrace = true;
+        break;
+      case '--keepalived-backup-priority':
+        a.keepalivedBackupPriority = int(val(), name, 1);
+        // Below node1's, so that node1 stays the master the freezes are made on.
+        if (a.keepalivedBackupPriority >= PRIORITY.node1!) usage(`${name} must be below node1's ${PRIORITY.node1}`);
         break;
       case '-h':
       case '--help':
@@ -173,6 +184,7 @@ function line(label: string, f: ProductFigures | undefined): string {
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
+  PRIORITY.node2 = args.keepalivedBackupPriority;
   if (process.getuid?.() !== 0) usage('needs root (the lab uses network and mount namespaces)');
   if (args.keepalived && !existsSync(KEEPALIVED)) usage(`${KEEPALIVED} is missing: run scripts/setup.sh (Debian package keepalived)`);
   if (args.idleSeconds > 0 && !['/usr/bin/stress-ng', '/usr/local/bin/stress-ng'].some((p) => existsSync(p))) usage('stress-ng is missing: run scripts/setup.sh (Debian package stress-ng)');
