@@ -10,7 +10,48 @@
 // or applied (async="none"). Every field is checked on decode; a bad frame is a ProtocolError that names
 // the frame type and the field, and the connection is dropped (nothing of that frame is applied).
 
+// Versions: v1 the first stream; v2 adds `applied` (the secondary says what it has applied, not only
+// received). A node speaks a range of versions: a rolling upgrade leaves one node older for a while.
+//
+// Negotiation. The hello keeps the exact layout every earlier version decodes (version, module, node,
+// session): decodeFrame refuses bytes after the last field and unknown frame types, so a new field, or a
+// frame of its own for the range, would make an older secondary drop the hello as malformed instead of
+// saying which version it speaks. So the hello's `version` is the primary's highest version, and its lowest
+// is not sent: the secondary answers in its `welcome` with the highest version both speak,
+// min(hello's, its own highest), which needs only the primary's highest; when that is below its own lowest
+// there is none, and its welcome names its lowest instead (above the hello's version: the primary knows
+// then). The primary checks the welcome's version against its own lowest (a secondary too old). The
+// secondary also puts its range in the welcome's JSON state (`versions`, ignored by older primaries), so
+// the primary's error can name both ranges. From the welcome on both ends speak the chosen version.
+/** The highest protocol version this code speaks (the hello's version). */
 export const PROTOCOL_VERSION = 2;
+/** The lowest protocol version this code still speaks. */
+export const PROTOCOL_MIN_VERSION = 1;
+/** From this version on, the secondary sends `applied` frames. */
+export const APPLIED_SINCE_VERSION = 2;
+
+/** The protocol versions one node speaks, both ends included. */
+export interface VersionRange {
+  min: number;
+  max: number;
+}
+
+export const SUPPORTED_VERSIONS: VersionRange = { min: PROTOCOL_MIN_VERSION, max: PROTOCOL_VERSION };
+
+/**
+ * The secondary's side of the negotiation (see above): the version its welcome names for a hello of
+ * `helloVersion`, and whether the two ranges meet at all (as far as the secondary can tell: the primary
+ * checks its own lowest version).
+ */
+export function answerVersion(helloVersion: number, own: VersionRange): { version: number; common: boolean } {
+  const highest = Math.min(helloVersion, own.max);
+  return highest >= own.min ? { version: highest, common: true } : { version: own.min, common: false };
+}
+
+/** "v1..v2", or "v2" for a range of one version. */
+export function rangeText(r: VersionRange): string {
+  return r.min === r.max ? `v${r.min}` : `v${r.min}..v${r.max}`;
+}
 /** A frame larger than this is refused before buffering it (1 MiB writes + headers, 8 MiB resync blocks). */
 export const MAX_FRAME_BYTES = 16 * 1024 * 1024 + 4096;
 

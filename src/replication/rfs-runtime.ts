@@ -26,7 +26,7 @@ import type { Rfs } from '../config/userconfig/types.ts';
 import type { ReplicationRole, ReplicationSync } from '../mirror/types.ts';
 import type { ReplicationPort, ReplicationReport, ReplicationStatus, RunScriptsEffect } from '../engine/mirror-engine.ts';
 import { isStayupError, StayupError } from '../errors/stayup-error.ts';
-import { greetPeer, protocolError } from './handshake.ts';
+import { greet, greetPeer, protocolError } from './handshake.ts';
 import { Journal } from './journal.ts';
 import { keepAside, stampOf } from './keep-aside.ts';
 import { connectLink, listenLinks, type FrameLink } from './link.ts';
@@ -37,6 +37,7 @@ import { ReplicationSource, type ResyncStats, type TargetState } from './source.
 import { StallWatchdog } from './stall-watchdog.ts';
 import { ReplicationTarget } from './target.ts';
 import type { LiveOp } from './live-op.ts';
+import { APPLIED_SINCE_VERSION, SUPPORTED_VERSIONS, type VersionRange } from './protocol.ts';
 import { answerVerifyLink, compareReplicas, COMPARE_BLOCK_BYTES, LocalReplica, RemoteReplica, type CompareMode, type ReplicaComparison } from './verify.ts';
 
 export interface RfsMount {
@@ -113,6 +114,8 @@ export interface RfsRuntimeOptions {
   stateDir: string;
   native: RfsNative;
   log: RfsLog;
+  /** The replication protocol versions this node speaks (default: all this code speaks); tests make an older node. */
+  protocolVersions?: VersionRange;
 }
 
 export class RfsRuntime implements ReplicationPort {
@@ -142,9 +145,15 @@ export class RfsRuntime implements ReplicationPort {
    * happens and when it changes, not at every retry (the primary retries every second).
    */
   private linkError: { code: string; message: string; sinceMs: number } | null = null;
+  /** The protocol version of the link up now (either role), null without one. */
+  private linkVersion: number | null = null;
   private verifyServer: Server | null = null;
   private comparing = false;
   private closed = false;
+
+  private get versions(): VersionRange {
+    return this.o.protocolVersions ?? SUPPORTED_VERSIONS;
+  }
 
   constructor(private readonly o: RfsRuntimeOptions) {
     mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
@@ -185,8 +194,8 @@ export class RfsRuntime implements ReplicationPort {
       lastSyncMs: r.lastSyncMs,
       clean: r.clean,
       lastStall: this.lastStall,
-      protocolVersion: null,
-      linkConnections: 0,
+      protocolVersion: this.linkVersion,
+      linkConnections: this.linkVersion === null ? 0 : 1,
       linkError: this.linkError,
     };
   }
@@ -311,6 +320,7 @@ export class RfsRuntime implements ReplicationPort {
           this.o.log('I', `Reintegration ended (${stats.scope}): ${stats.filesCopied} files, ${stats.bytesSent} bytes sent in ${Math.round(stats.durationMs)} ms`, { ...stats });
         },
         lost: (reason) => {
+          this.linkVersion = null;
           if (this.record.get().unsyncedSinceMs === null) this.record.update({ unsyncedSinceMs: Date.now() });
           this.o.log('E', `Replication to ${this.o.peer} interrupted: ${reason}; changes are recorded for its reintegration`);
           this.scheduleConnect();
@@ -362,8 +372,9 @@ export class RfsRuntime implements ReplicationPort {
       .then(async (link) => {
         if (this.source !== source) return link.close();
         let state: TargetState;
+        let version: number;
         try {
-          state = await greetSecondary(link, { module: this.o.module, node: this.o.self, session: String(this.roleEpoch) }, this.o.peer);
+          ({ state, version } = await greetSecondary(link, { module: this.o.module, node: this.o.self, session: String(this.roleEpoch) }, this.o.peer, { versions: this.versions }));
         } catch (e) {
           // Nothing was attached: the journal, the record and the held calls are as they were.
           link.close();
@@ -383,9 +394,10 @@ export class RfsRuntime implements ReplicationPort {
           return;
         }
         this.linkError = null;
-        this.o.log('I', `Replication link to ${this.o.peer} established`);
+        this.linkVersion = version;
+        this.o.log('I', `Replication link to ${this.o.peer} established (protocol v${version})`);
         this.watchdog.reset();
-        source.attach(link, state);
+        source.attach(link, state, { peerReportsApplied: version >= APPLIED_SINCE_VERSION });
       })
       .catch(() => this.scheduleConnect());
   }
@@ -441,7 +453,16 @@ export class RfsRuntime implements ReplicationPort {
       roots,
       async: this.o.rfs.async,
       node: this.o.self,
+      versions: this.versions,
       events: {
+        greeted: (version) => {
+          this.linkError = null;
+          this.linkVersion = version;
+        },
+        // Logged by the target (once per change); shown in the status until a primary is welcomed.
+        refused: (e) => {
+          if (this.linkError?.message !== e.message) this.linkError = { code: e.code, message: e.message, sinceMs: Date.now() };
+        },
         syncBegan: (syncId, scope) => {
           this.record.update({ syncId: null });
           this.receiving = { scope, sinceMs: performance.now() };
@@ -491,6 +512,7 @@ export class RfsRuntime implements ReplicationPort {
             link.onClose(() => {
               if (this.targetLink !== link) return;
               this.targetLink = null;
+              this.linkVersion = null;
               this.receiving = null;
             });
           },
@@ -518,6 +540,7 @@ export class RfsRuntime implements ReplicationPort {
     this.server = null;
     this.targetLink?.close();
     this.targetLink = null;
+    this.linkVersion = null;
     this.target?.closeFds();
     this.target = null;
     this.record.update({ clean: true });
@@ -666,7 +689,7 @@ export class RfsRuntime implements ReplicationPort {
           `${this.o.peer} cannot be reached for the comparison (${(e as Error).message}): is module ${this.o.module} started on ${this.o.peer}?`,
         );
       }
-      const welcome = await greetPeer(link, { module: this.o.module, node: this.o.self, session: 'verify' }, { peer: this.o.peer, timeoutMs: WELCOME_TIMEOUT_MS });
+      const welcome = await greetPeer(link, { module: this.o.module, node: this.o.self, session: 'verify' }, { peer: this.o.peer, timeoutMs: WELCOME_TIMEOUT_MS, versions: this.versions });
       const remote = new RemoteReplica(this.o.peer, link, this.o.rfs.reitimeoutMs);
       const local = new LocalReplica(this.o.self, fds.map((fd) => `/proc/self/fd/${fd}`));
       const result = await compareReplicas({
@@ -706,8 +729,14 @@ export class RfsRuntime implements ReplicationPort {
  * The primary's side of the replication link's handshake: the secondary's welcome state, checked field by
  * field. REPLICATION_PROTOCOL when it is malformed (nothing is attached then).
  */
-export async function greetSecondary(link: FrameLink, hello: { module: string; node: string; session: string }, peer: string, timeoutMs = WELCOME_TIMEOUT_MS): Promise<TargetState> {
-  return parseTargetState(await greetPeer(link, hello, { peer, timeoutMs }), peer);
+export async function greetSecondary(
+  link: FrameLink,
+  hello: { module: string; node: string; session: string },
+  peer: string,
+  o: { timeoutMs?: number; versions?: VersionRange } = {},
+): Promise<{ state: TargetState; version: number }> {
+  const g = await greet(link, hello, { peer, timeoutMs: o.timeoutMs ?? WELCOME_TIMEOUT_MS, versions: o.versions ?? SUPPORTED_VERSIONS });
+  return { state: parseTargetState(g.state, peer), version: g.version };
 }
 
 function parseTargetState(v: Record<string, unknown>, peer: string): TargetState {

@@ -115,6 +115,13 @@ export class ReplicationSource {
   private ackedCount = 0n;
   /** Frames the peer has applied: the paths of later ones are kept (sentPaths) until it has. */
   private appliedCount = 0n;
+  /** The peer says what it applied (`applied` frames, protocol v2 on): see attach(). */
+  private peerReportsApplied = true;
+  /**
+   * Without `applied` frames and with acknowledgements on receipt: the paths of every frame acknowledged on
+   * this link (a set: its memory follows the objects touched, not the writes). Nothing proves them applied.
+   */
+  private ackedUnproven = new Set<string>();
   private pending: Pending[] = [];
   private pendingHead = 0;
   private sentPaths: Sent[] = [];
@@ -337,13 +344,24 @@ export class ReplicationSource {
 
   // ------------------------------------------------------------------------------------------ the link
 
-  /** A secondary connected (after the hello/welcome exchange). Starts its reintegration. */
-  attach(link: FrameLink, target: TargetState): void {
+  /**
+   * A secondary connected (after the hello/welcome exchange). Starts its reintegration.
+   *
+   * `peerReportsApplied: false` (a link that speaks protocol v1, before `applied` frames): with
+   * acknowledgements after applying (async="none") an acknowledgement proves the frame applied, as v1 did.
+   * With acknowledgements on receipt (async="second") nothing ever proves it: the paths of every frame
+   * acknowledged on this link stay kept and are all marked for comparison if the link breaks (a secondary
+   * whose daemon dies loses what it had received and not applied). This keeps async="second" available
+   * during a rolling upgrade, at the cost of a larger comparison after a break.
+   */
+  attach(link: FrameLink, target: TargetState, o: { peerReportsApplied?: boolean } = {}): void {
     if (this.link) throw new Error('ReplicationSource: already attached');
     this.link = link;
     this.sentCount = 0n;
     this.ackedCount = 0n;
     this.appliedCount = 0n;
+    this.peerReportsApplied = o.peerReportsApplied ?? true;
+    this.ackedUnproven = new Set();
     link.onFrame((f) => this.onFrame(f));
     link.onClose((e) => this.detach(e ? e.message : 'the link closed'));
     this.startResync(target);
@@ -358,6 +376,8 @@ export class ReplicationSource {
     // The peer may or may not have applied these (acknowledged on receipt is not applied: a secondary whose
     // daemon dies loses what it had not applied yet): compare each object (and, for a directory, its entries).
     for (const s of this.sentPaths) if (s.count > this.appliedCount) for (const p of s.paths) j.markList(p, true);
+    for (const p of this.ackedUnproven) j.markList(p, true);
+    this.ackedUnproven = new Set();
     for (const [p, ip] of this.inProgress) ip.kind === 'list' ? j.markList(p, ip.deep) : j.markAll(p);
     this.inProgress.clear();
     this.sentPaths = [];
@@ -401,6 +421,12 @@ export class ReplicationSource {
           this.pending = this.pending.slice(this.pendingHead);
           this.pendingHead = 0;
         }
+        if (!this.peerReportsApplied) {
+          // v1 (see attach): after applying, the acknowledgement is the applied count; on receipt, the paths
+          // move to the set that stays until the link ends.
+          const acked = this.forgetApplied(f.count);
+          if (this.o.acksOnReceipt === true) for (const s of acked) for (const p of s.paths) this.ackedUnproven.add(p);
+        }
         return;
       }
       case 'applied': {
@@ -408,10 +434,7 @@ export class ReplicationSource {
           this.detach(`the peer applied frame ${f.count}, ${this.sentCount} were sent`);
           return;
         }
-        this.appliedCount = f.count;
-        let k = 0;
-        while (k < this.sentPaths.length && this.sentPaths[k]!.count <= f.count) k++;
-        if (k) this.sentPaths.splice(0, k);
+        this.forgetApplied(f.count);
         return;
       }
       case 'list':
@@ -432,6 +455,14 @@ export class ReplicationSource {
       default:
         this.detach(`unexpected frame ${f.type} from the secondary`);
     }
+  }
+
+  /** Frames up to `count` are applied on the peer: their paths need no comparison any more (returned). */
+  private forgetApplied(count: bigint): Sent[] {
+    this.appliedCount = count;
+    let k = 0;
+    while (k < this.sentPaths.length && this.sentPaths[k]!.count <= count) k++;
+    return k ? this.sentPaths.splice(0, k) : [];
   }
 
   /** Periodic: the last sync time moves on while the peer is a faithful copy. */

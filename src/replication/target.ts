@@ -16,10 +16,12 @@
 // that stops being the secondary (a takeover above all) never has the old stream still writing underneath.
 
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import type { StayupError } from '../errors/stayup-error.ts';
 import type { FrameLink } from './link.ts';
 import { BatchApplier, FrameApplier, frameBytes, type ApplyResult, type TargetRoot } from './frame-applier.ts';
+import { versionError } from './handshake.ts';
 import type { PeerFs } from './peer-fs.ts';
-import { PROTOCOL_VERSION, reviveBuffers, type Frame } from './protocol.ts';
+import { answerVersion, APPLIED_SINCE_VERSION, reviveBuffers, SUPPORTED_VERSIONS, type Frame, type VersionRange } from './protocol.ts';
 
 export { blockSum, readFully, SUM_BYTES, type TargetRoot } from './frame-applier.ts';
 
@@ -41,6 +43,10 @@ export interface TargetEvents {
   /** A frame could not be applied: this node is no longer a faithful copy. */
   diverged(reason: string): void;
   log(level: 'I' | 'E', message: string): void;
+  /** A primary was welcomed: the link speaks `version` (protocol.ts). */
+  greeted?(version: number): void;
+  /** A primary's hello was refused: no common protocol version (REPLICATION_VERSION; logged once here). */
+  refused?(error: StayupError): void;
 }
 
 /** The apply worker and the two ways back from it: its results port, and a flag for waiting synchronously. */
@@ -73,6 +79,10 @@ export class ReplicationTarget {
   private appliedCount = 0n;
   private appliedSent = 0n;
   private appliedTimer: NodeJS.Timeout | null = null;
+  /** The protocol version the current link speaks (0 before its hello). */
+  private version = 0;
+  /** The last refusal logged: the primary retries every second, the same refusal is logged once. */
+  private lastRefusal: string | null = null;
 
   constructor(
     private readonly o: {
@@ -83,6 +93,8 @@ export class ReplicationTarget {
       events: TargetEvents;
       /** 'worker' (default): frames are applied on the apply worker's thread; 'inline': on this one. */
       applyIn?: 'worker' | 'inline';
+      /** The protocol versions this node speaks (tests make an older node with it). */
+      versions?: VersionRange;
     },
   ) {
     this.inline = o.applyIn === 'inline' ? new BatchApplier(new FrameApplier({ fs: o.fs, roots: o.roots, async: o.async }), (r) => this.onResult(r)) : null;
@@ -99,17 +111,18 @@ export class ReplicationTarget {
     this.streaming = false;
     this.appliedCount = 0n;
     this.appliedSent = 0n;
+    this.version = 0;
     let greeted = false;
     link.onFrame((f) => {
       if (this.gen !== gen || this.ended) return;
       if (!greeted) {
-        if (f.type !== 'hello' || f.version !== PROTOCOL_VERSION) {
-          this.o.events.log('E', `replication: the peer's first frame is ${f.type}${f.type === 'hello' ? ` v${f.version}` : ''}, expected hello v${PROTOCOL_VERSION}`);
+        if (f.type !== 'hello') {
+          this.o.events.log('E', `replication: the peer's first frame is ${f.type}, expected hello`);
           link.close();
           return;
         }
-        greeted = true;
-        link.send({ type: 'welcome', version: PROTOCOL_VERSION, node: this.o.node, state: JSON.stringify(state) });
+        this.greet(link, f, state);
+        greeted = this.version > 0;
         return;
       }
       this.received++;
@@ -130,6 +143,28 @@ export class ReplicationTarget {
       if (this.inline) this.inline.closeFds();
       else this.worker?.worker.postMessage({ t: 'closeFds' });
     });
+  }
+
+  /**
+   * Answers a hello with the version both ends speak (protocol.ts), or, when the primary's highest is below
+   * this node's lowest, with this node's lowest (the primary then knows there is none), and closes the link.
+   * The welcome's state says this node's range too, for the primary's error message.
+   */
+  private greet(link: FrameLink, hello: Extract<Frame, { type: 'hello' }>, state: Record<string, unknown>): void {
+    const own = this.o.versions ?? SUPPORTED_VERSIONS;
+    const { version, common } = answerVersion(hello.version, own);
+    link.send({ type: 'welcome', version, node: this.o.node, state: JSON.stringify({ ...state, versions: own }) });
+    if (common) {
+      this.version = version;
+      this.lastRefusal = null;
+      this.o.events.greeted?.(version);
+      return;
+    }
+    const e = versionError({ self: this.o.node, own, peer: hello.node, peerVersions: null, peerVersion: hello.version });
+    if (this.lastRefusal !== e.message) this.o.events.log('E', e.message);
+    this.lastRefusal = e.message;
+    this.o.events.refused?.(e);
+    link.close();
   }
 
   /**
@@ -177,7 +212,9 @@ export class ReplicationTarget {
   private sendApplied(): void {
     if (this.appliedTimer) clearTimeout(this.appliedTimer);
     this.appliedTimer = null;
-    if (!this.streaming || !this.link || this.diverged || this.appliedCount <= this.appliedSent) return;
+    // A v1 primary knows no `applied` frame (it would drop the link): it keeps every path acknowledged on
+    // receipt instead (source.ts).
+    if (!this.streaming || !this.link || this.diverged || this.appliedCount <= this.appliedSent || this.version < APPLIED_SINCE_VERSION) return;
     this.appliedSent = this.appliedCount;
     this.link.send({ type: 'applied', count: this.appliedCount });
   }

@@ -102,11 +102,11 @@ describe('replication operator tools on two daemons: rfsverify, rfsdiff, state -
   it('state -v shows the replication: role, link, held calls, journal, last sync, clean, the last reintegration', async () => {
     const r = await cli(n1, ['state', '-v', '-m', 'demo']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /\nreplication: role prim, link up, not mounted, 0 application calls waiting for the peer, journal 0 paths, not clean \(a role runs, or the last one ended in a crash\)\n/);
+    assert.match(r.stdout, /\nreplication: role prim, link up \(protocol v\d+\), not mounted, 0 application calls waiting for the peer, journal 0 paths, not clean \(a role runs, or the last one ended in a crash\)\n/);
     assert.match(r.stdout, /\nreplication\.lastSync: \d{4}-\d\d-\d\dT[\d:.]+Z \(sync point [0-9a-f-]{36}\)\n/);
     assert.match(r.stdout, /\nreplication\.lastReintegration: full \(no common sync point\): 3 files, 2\.0 MiB sent in .*, ended \d{4}-/);
     const s = await cli(n2, ['state', '-v', '-m', 'demo']);
-    assert.match(s.stdout, /\nreplication: role second, link up, not mounted, not clean/);
+    assert.match(s.stdout, /\nreplication: role second, link up \(protocol v\d+\), not mounted, not clean/);
   });
 
   // The daemon answers a long poll at the end of its slice: the CLI must wait for that answer longer than the

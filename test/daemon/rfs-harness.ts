@@ -22,6 +22,7 @@ import { MemoryHeartbeatNetwork } from '../../src/heartbeat/memory.ts';
 import { generateModuleKey, readModuleKey } from '../../src/heartbeat/module-key.ts';
 import { loadRfsNative } from '../../src/replication/native-binding.ts';
 import { RfsRuntime } from '../../src/replication/rfs-runtime.ts';
+import type { VersionRange } from '../../src/replication/protocol.ts';
 import { writeFileAtomic } from '../../src/util/atomic-file.ts';
 import { nodePaths } from '../../src/util/paths.ts';
 import { goodPackage } from '../packages/helpers.ts';
@@ -120,7 +121,7 @@ export function rfsConfig(dir: string, over: Partial<Rfs> = {}): Rfs {
 }
 
 /** One node's RfsRuntime alone on loopback (node1 127.0.0.1 by default, its peer at the other address), logging into `logs`. */
-export function loopbackRuntime(o: { rfs: Rfs; port: number; stateDir: string; logs: string[]; moduleKey?: Uint8Array; self?: 'n1' | 'n2' }): RfsRuntime {
+export function loopbackRuntime(o: { rfs: Rfs; port: number; stateDir: string; logs: string[]; moduleKey?: Uint8Array; self?: 'n1' | 'n2'; protocolVersions?: VersionRange }): RfsRuntime {
   const second = o.self === 'n2';
   return new RfsRuntime({
     module: 'm',
@@ -134,6 +135,7 @@ export function loopbackRuntime(o: { rfs: Rfs; port: number; stateDir: string; l
     stateDir: o.stateDir,
     native: loadRfsNative(),
     log: (level, message) => o.logs.push(`${level} ${message}`),
+    ...(o.protocolVersions ? { protocolVersions: o.protocolVersions } : {}),
   });
 }
 

@@ -20,7 +20,7 @@ export interface ScriptedPair {
 }
 
 /** `onFrame` is the secondary's script, called with each frame and the count received so far. */
-export function scriptedPair(dir: string, onFrame: (f: Frame, received: bigint, peer: FrameLink) => void, opts: { acksOnReceipt?: boolean } = {}): ScriptedPair {
+export function scriptedPair(dir: string, onFrame: (f: Frame, received: bigint, peer: FrameLink) => void, opts: { acksOnReceipt?: boolean; peerReportsApplied?: boolean } = {}): ScriptedPair {
   mkdirSync(dir, { recursive: true });
   const journal = new Journal(join(dir, 'journal.jsonl'), 1 << 20);
   journal.reset('s0', Date.now());
@@ -45,7 +45,7 @@ export function scriptedPair(dir: string, onFrame: (f: Frame, received: bigint, 
     received++;
     onFrame(f, received, t);
   });
-  source.attach(s, { sync: 'incremental', syncId: 's0', clean: true, lastSyncMs: Date.now(), hints: [], hintsOverflow: false });
+  source.attach(s, { sync: 'incremental', syncId: 's0', clean: true, lastSyncMs: Date.now(), hints: [], hintsOverflow: false }, opts.peerReportsApplied === undefined ? {} : { peerReportsApplied: opts.peerReportsApplied });
   return { source, journal, peer: t, got, replied };
 }
 
