@@ -74,6 +74,7 @@ export const errorCodes = {
   REPLICATION_PEER_UNREACHABLE: { status: 503, exit: 1, summary: 'the peer\'s replication service cannot be reached or stopped answering' },
   REPLICATION_PROTOCOL: { status: 502, exit: 1, summary: 'the peer sent a malformed or unexpected replication frame' },
   REPLICATION_SYNC_DATES: { status: 409, exit: 1, summary: 'the two nodes\' last-sync dates are too far apart for an automatic reintegration: second fullsync on the secondary' },
+  REPLICATION_JOIN_REFUSED: { status: 502, exit: 1, summary: 'an extra connection of the replication stream (nbremconn) names no current stream session, or a place in it that is taken or out of range' },
   REPLICATION_VERSION: { status: 502, exit: 1, summary: 'the two nodes speak no common replication protocol version: upgrade the node named in the message' },
 
   // --- lab
