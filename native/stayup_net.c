@@ -211,23 +211,58 @@ static int send_garp(struct packet_socket *ps, struct in_addr addr, int count)
 	return 0;
 }
 
+/* The call's arguments: exactly n, or a TypeError naming the signature (returns -1, exception pending). */
+static int get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *signature)
+{
+	size_t argc = n;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != n) {
+		throw_type(env, signature);
+		return -1;
+	}
+	return 0;
+}
+
+/* The interface argument's index (name in iface), or -1 with an exception pending (0 is never returned). */
+static int iface_arg(napi_env env, napi_value v, const char *op, char iface[IFNAMSIZ + 1])
+{
+	int ifindex = ifindex_of(env, v, iface, IFNAMSIZ + 1);
+	if (ifindex < 0) {
+		throw_type(env, "iface must be an interface name");
+		return -1;
+	}
+	if (ifindex == 0) {
+		throw_errno(env, ENODEV, op, iface);
+		return -1;
+	}
+	return ifindex;
+}
+
+/* The interface argument's packet socket (opened at its first use), or NULL with an exception pending. */
+static struct packet_socket *packet_socket_arg(napi_env env, napi_value v, const char *op, char iface[IFNAMSIZ + 1])
+{
+	int ifindex = iface_arg(env, v, op, iface);
+	if (ifindex < 0) return NULL;
+	int err = 0;
+	struct packet_socket *ps = packet_socket_for(ifindex, &err);
+	if (!ps) throw_errno(env, err, op, iface);
+	return ps;
+}
+
 static napi_value js_add_address(napi_env env, napi_callback_info info)
 {
-	size_t argc = 4;
 	napi_value argv[4];
-	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	if (argc != 4) return throw_type(env, "addAddress(ip, prefixLen, iface, label)");
+	if (get_args(env, info, 4, argv, "addAddress(ip, prefixLen, iface, label)") != 0) return NULL;
 	struct in_addr addr;
 	if (parse_ipv4(env, argv[0], &addr) != 0) return throw_type(env, "addAddress: ip must be an IPv4 address");
 	int64_t prefix_len;
 	if (get_int64(env, argv[1], &prefix_len) != 0 || prefix_len < 0 || prefix_len > 32)
 		return throw_type(env, "addAddress: prefixLen must be an integer 0..32");
-	char iface[IFNAMSIZ + 1], label[IFNAMSIZ + 1];
-	int ifindex = ifindex_of(env, argv[2], iface, sizeof iface);
-	if (ifindex < 0) return throw_type(env, "addAddress: iface must be an interface name");
+	char label[IFNAMSIZ + 1];
 	if (get_string(env, argv[3], label, sizeof label) != 0 || strlen(label) >= IFNAMSIZ)
 		return throw_type(env, "addAddress: label must be a string of at most 15 characters");
-	if (ifindex == 0) return throw_errno(env, ENODEV, "addAddress", iface);
+	char iface[IFNAMSIZ + 1];
+	int ifindex = iface_arg(env, argv[2], "addAddress", iface);
+	if (ifindex < 0) return NULL;
 	int err = netlink_add_address(addr, (int)prefix_len, ifindex, label);
 	if (err) return throw_errno(env, err, "addAddress", iface);
 	return NULL;
@@ -235,38 +270,26 @@ static napi_value js_add_address(napi_env env, napi_callback_info info)
 
 static napi_value js_garp(napi_env env, napi_callback_info info)
 {
-	size_t argc = 3;
 	napi_value argv[3];
-	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	if (argc != 3) return throw_type(env, "garp(ip, iface, count)");
+	if (get_args(env, info, 3, argv, "garp(ip, iface, count)") != 0) return NULL;
 	struct in_addr addr;
 	if (parse_ipv4(env, argv[0], &addr) != 0) return throw_type(env, "garp: ip must be an IPv4 address");
-	char iface[IFNAMSIZ + 1];
-	int ifindex = ifindex_of(env, argv[1], iface, sizeof iface);
-	if (ifindex < 0) return throw_type(env, "garp: iface must be an interface name");
 	int64_t count;
 	if (get_int64(env, argv[2], &count) != 0 || count < 1 || count > 100) return throw_type(env, "garp: count must be an integer 1..100");
-	if (ifindex == 0) return throw_errno(env, ENODEV, "garp", iface);
-	int err = 0;
-	struct packet_socket *ps = packet_socket_for(ifindex, &err);
-	if (!ps) return throw_errno(env, err, "garp", iface);
-	err = send_garp(ps, addr, (int)count);
+	char iface[IFNAMSIZ + 1];
+	struct packet_socket *ps = packet_socket_arg(env, argv[1], "garp", iface);
+	if (!ps) return NULL;
+	int err = send_garp(ps, addr, (int)count);
 	if (err) return throw_errno(env, err, "garp", iface);
 	return NULL;
 }
 
 static napi_value js_warm(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
 	napi_value argv[1];
-	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	if (argc != 1) return throw_type(env, "warm(iface)");
+	if (get_args(env, info, 1, argv, "warm(iface)") != 0) return NULL;
 	char iface[IFNAMSIZ + 1];
-	int ifindex = ifindex_of(env, argv[0], iface, sizeof iface);
-	if (ifindex < 0) return throw_type(env, "warm: iface must be an interface name");
-	if (ifindex == 0) return throw_errno(env, ENODEV, "warm", iface);
-	int err = 0;
-	if (!packet_socket_for(ifindex, &err)) return throw_errno(env, err, "warm", iface);
+	packet_socket_arg(env, argv[0], "warm", iface);
 	return NULL;
 }
 
