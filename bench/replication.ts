@@ -1,5 +1,5 @@
 // npm run bench:replication -- [--targets local,stayup,glusterfs] [--workloads LIST] [--reps N] [--quick]
-//                                [--keep-lab] [--async second|none]
+//                                [--keep-lab] [--async second|none] [--nbremconn N]
 //
 // File-system cost of replication, in one run on two lab servers: the same four workloads on a plain
 // directory of node1 (local), a stayup mirror module's replicated directory (stayup, node1 primary, node2
@@ -64,6 +64,7 @@ interface Args {
   quick: boolean;
   keepLab: boolean;
   async: RfsAsync;
+  nbremconn: number;
   glusterPlacement: GlusterPlacement;
 }
 
@@ -74,6 +75,7 @@ const USAGE = `usage: npm run bench:replication -- [options]
   --quick            smaller sizes for a smoke run (2 s / 3 s fio runs, 64 MiB sequential, 300 files, 128 MiB resync set)
   --keep-lab         leave the lab (and GlusterFS, stayup) running for debugging; \`stayup lab down --name NAME\` removes it
   --async MODE       stayup <rfs async="second|none"> (default second)
+  --nbremconn N      stayup <rfs nbremconn="N">: TCP connections carrying the replication stream, 1..64 (default 1)
   --gluster-placement P   per-server (default: one glusterd per lab server, both bricks on node1 only if that
                      fails) or one-server (both bricks on node1, as in shared/reference/fuse-perf.md)
 `;
@@ -84,7 +86,7 @@ function usage(msg: string): never {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { targets: [...TARGETS], workloads: new Set(WORKLOADS), quick: false, keepLab: false, async: 'second', glusterPlacement: 'per-server' };
+  const a: Args = { targets: [...TARGETS], workloads: new Set(WORKLOADS), quick: false, keepLab: false, async: 'second', nbremconn: 1, glusterPlacement: 'per-server' };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const [name, inline] = k.includes('=') ? [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)] : [k, undefined];
@@ -120,6 +122,12 @@ function parseArgs(argv: string[]): Args {
         const v = val();
         if (v !== 'second' && v !== 'none') usage('--async is second or none');
         a.async = v;
+        break;
+      }
+      case '--nbremconn': {
+        const v = val();
+        if (v === undefined || !/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 64) usage('--nbremconn needs an integer from 1 to 64');
+        a.nbremconn = Number(v);
         break;
       }
       case '--gluster-placement': {
@@ -301,9 +309,9 @@ async function main(): Promise<number> {
 
     // ---- stayup
     const cluster = new StayupCluster(L);
-    const mod = new ReplicatedModule(L, cluster, say, { dir: REPL_DIR, async: args.async });
+    const mod = new ReplicatedModule(L, cluster, say, { dir: REPL_DIR, async: args.async, nbremconn: args.nbremconn });
     if (args.targets.includes('stayup')) {
-      say(`\n== stayup: mirror module ${MODULE}, <rfs async="${args.async}"><replicated dir="${REPL_DIR}"/></rfs>, PRIM ${node1}, SECOND ${L.servers[1]}`);
+      say(`\n== stayup: mirror module ${MODULE}, <rfs async="${args.async}" nbremconn="${args.nbremconn}"><replicated dir="${REPL_DIR}"/></rfs>, PRIM ${node1}, SECOND ${L.servers[1]}`);
       try {
         await cluster.setup();
         say('  stayup: daemons running, cluster.xml pushed to both nodes');
@@ -384,7 +392,7 @@ async function main(): Promise<number> {
       }
     }
     if (res.local) out.local = { dir: LOCAL_DIR, ...targetJson(res.local) };
-    if (res.stayup) out.stayup = { dir: REPL_DIR, rfs_async: args.async, ...targetJson(res.stayup), resync_mib_s: null, resync_bytes_sent: null };
+    if (res.stayup) out.stayup = { dir: REPL_DIR, rfs_async: args.async, rfs_nbremconn: args.nbremconn, ...targetJson(res.stayup), resync_mib_s: null, resync_bytes_sent: null };
     if (gluster && !out.glusterfs?.error) {
       for (const c of phases) if (turns[c]) glusterRes[c] = turns[c]!.results();
       const comparedRes = Object.fromEntries(FIGURES.map((f) => [f, glusterRes[GLUSTER_FIGURE_CONFIG[f]]?.[f]])) as WorkloadResults;
@@ -468,7 +476,7 @@ async function main(): Promise<number> {
     glusterfs: args.targets.includes('glusterfs') ? (out.glusterfs ?? { error: 'not run (the lab did not come up)' }) : null,
     ratios_stayup_over_glusterfs: ratios,
     goal,
-    params: { ...sizes, quick: args.quick, workloads: [...args.workloads], resync: resyncSizes, rfs_async: args.async },
+    params: { ...sizes, quick: args.quick, workloads: [...args.workloads], resync: resyncSizes, rfs_async: args.async, rfs_nbremconn: args.nbremconn },
     env,
     duration_s: Math.round((Date.now() - t0) / 1000),
     errors,

@@ -27,7 +27,14 @@ export type RfsAsync = 'second' | 'none';
 const WAIT_SLICE_S = 50;
 
 /** The mirror module: heartbeat lan "default" (also the replication flow), no virtual IP, no scripts. */
-export function replUserconfig(o: { dir: string; async: RfsAsync }): string {
+/** The bench module's <rfs>: the directory, async, and nbremconn (connections carrying the stream; default 1). */
+export interface ReplOptions {
+  dir: string;
+  async: RfsAsync;
+  nbremconn?: number;
+}
+
+export function replUserconfig(o: ReplOptions): string {
   return [
     '<!DOCTYPE safe>',
     '<safe>',
@@ -39,7 +46,7 @@ export function replUserconfig(o: { dir: string; async: RfsAsync }): string {
     '  <heart pulse="100ms" timeout="30000ms">',
     '    <heartbeat name="default" ident="flow" />',
     '  </heart>',
-    `  <rfs async="${o.async}">`,
+    `  <rfs async="${o.async}"${o.nbremconn && o.nbremconn !== 1 ? ` nbremconn="${o.nbremconn}"` : ''}>`,
     `    <replicated dir="${o.dir}" />`,
     '  </rfs>',
     '</service>',
@@ -89,7 +96,7 @@ export class ReplicatedModule {
     private readonly lab: Lab,
     private readonly cluster: StayupCluster,
     private readonly log: (line: string) => void,
-    readonly opts: { dir: string; async: RfsAsync } = { dir: REPL_DIR, async: 'second' },
+    readonly opts: ReplOptions = { dir: REPL_DIR, async: 'second' },
   ) {}
 
   get primary(): string {
