@@ -1,35 +1,40 @@
-// npm run bench -- [--only failover|replication] [--quick]
+// npm run bench -- [--only failover|replication|scale] [--scale] [--quick]
 //
 // Every bench in sequence (bench/failover.ts, then bench/replication.ts), each in its own Node process with
-// its default options (--quick: the smoke-run options of each). Their lines are passed through as they come;
+// its default options (--quick: the smoke-run options of each). bench/scale.ts (a million files: about an
+// hour and 10 GB of disk) runs only when asked: `--scale` (after the others) or `--only scale`. Their lines are passed through as they come;
 // the last line of stdout is one JSON object holding each bench's own last-line JSON (null when a bench
 // printed none) and exit code. Exit code: the worst of the benches' (2 on bad usage).
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 interface Bench {
-  name: 'failover' | 'replication';
+  name: 'failover' | 'replication' | 'scale';
   script: string;
   /** Options for a smoke run. */
   quick: string[];
+  /** Runs only when asked for (--scale or --only): it takes far longer than the others. */
+  optIn?: boolean;
 }
 
 const BENCHES: Bench[] = [
   { name: 'failover', script: 'failover.ts', quick: ['--settings', 'fast', '--freezes', '3', '--idle-seconds', '10', '--service-freezes', '1'] },
   { name: 'replication', script: 'replication.ts', quick: ['--quick'] },
+  { name: 'scale', script: 'scale.ts', quick: ['--quick'], optIn: true },
 ];
 
-const USAGE = `usage: npm run bench -- [--only failover|replication] [--quick]\n`;
+const USAGE = `usage: npm run bench -- [--only failover|replication|scale] [--scale] [--quick]\n`;
 
-function parseArgs(argv: string[]): { only?: Bench['name']; quick: boolean } {
-  const a: { only?: Bench['name']; quick: boolean } = { quick: false };
+function parseArgs(argv: string[]): { only?: Bench['name']; quick: boolean; scale: boolean } {
+  const a: { only?: Bench['name']; quick: boolean; scale: boolean } = { quick: false, scale: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     if (k === '--quick') a.quick = true;
+    else if (k === '--scale') a.scale = true;
     else if (k === '--only' || k.startsWith('--only=')) {
       const v = k.includes('=') ? k.slice(7) : argv[++i];
-      if (v !== 'failover' && v !== 'replication') {
-        process.stderr.write(`bench: --only is failover or replication\n${USAGE}`);
+      if (v !== 'failover' && v !== 'replication' && v !== 'scale') {
+        process.stderr.write(`bench: --only is failover, replication or scale\n${USAGE}`);
         process.exit(2);
       }
       a.only = v;
@@ -69,7 +74,7 @@ function runBench(b: Bench, quick: boolean): Promise<{ code: number; last: strin
 const args = parseArgs(process.argv.slice(2));
 const results: Record<string, { exit_code: number; result: unknown }> = {};
 let worst = 0;
-for (const b of BENCHES.filter((x) => !args.only || x.name === args.only)) {
+for (const b of BENCHES.filter((x) => (args.only ? x.name === args.only : !x.optIn || args.scale))) {
   process.stdout.write(`\n######## bench:${b.name}${args.quick ? ' (quick)' : ''}\n`);
   const r = await runBench(b, args.quick);
   let json: unknown = null;
