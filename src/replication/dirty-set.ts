@@ -20,6 +20,9 @@ export const FINE_BYTES = 1024 * 1024;
 /** Fine marks kept in the whole set at most (about 40 bytes each: 10 MiB of memory, 256 GiB of changes). */
 export const FINE_BUDGET = 262_144;
 
+/** Deepest entries takeNext looks at before it falls back to the shallowest one. */
+const DEEP_TRIES = 8;
+
 export interface DirtyEntry {
   /** Zone numbers (offset / zoneBytes) of a file, or null: the whole object. */
   zones: Set<number> | null;
@@ -140,19 +143,51 @@ export class DirtySet {
     for (const p of [parentOf(from), parentOf(to)]) if (p !== null) this.markList(p);
   }
 
-  /** Takes the first entry in processing order: shallow paths first, so parents exist before children. */
+  /**
+   * Takes the next entry to bring over: the deepest one whose ancestors hold no entry (their objects are on
+   * the peer or on their way), else the shallowest. Parents still go before their children; and a
+   * directory's listing is followed by its files before the next directory is listed, so a first
+   * reintegration of a million files holds about one listing's worth of entries per level, where
+   * shallowest-first listed every directory first and held an entry for every file of the tree.
+   */
   takeNext(): [string, DirtyEntry] | undefined {
-    let best: string | undefined;
-    for (const bucket of this.byDepth) {
-      if (bucket?.size) {
-        best = bucket.values().next().value as string;
-        break;
+    let best = this.deepestFree();
+    if (best === undefined) {
+      for (const bucket of this.byDepth) {
+        if (bucket?.size) {
+          best = bucket.values().next().value as string;
+          break;
+        }
       }
     }
     if (best === undefined) return undefined;
     const e = this.entries.get(best)!;
     this.drop(best);
     return [best, e];
+  }
+
+  /**
+   * The first few paths of the deepest non-empty depth whose ancestors hold no entry, or undefined. Only a
+   * few are tried: a deep entry under a directory still marked (a file created in a new directory) waits for
+   * the shallow pass, so a takeNext stays cheap.
+   */
+  private deepestFree(): string | undefined {
+    for (let d = this.byDepth.length - 1; d >= 0; d--) {
+      const bucket = this.byDepth[d];
+      if (!bucket?.size) continue;
+      let tries = 0;
+      for (const p of bucket) {
+        if (!this.hasMarkedAncestor(p)) return p;
+        if (++tries >= DEEP_TRIES) break;
+      }
+      return undefined;
+    }
+    return undefined;
+  }
+
+  private hasMarkedAncestor(p: string): boolean {
+    for (let a = parentOf(p); a !== null; a = parentOf(a)) if (this.entries.has(a)) return true;
+    return false;
   }
 
   /** Every entry (for persisting). */

@@ -103,3 +103,38 @@ test('removals and renames of files cost their depth, not a walk of every mark (
   d.removed('0/g1/moved');
   assert.ok(!d.has('0/g1/moved/new'), 'the counts below a directory follow removals and new marks');
 });
+
+test('a first reintegration holds about one listing per level, not an entry per file of the tree', () => {
+  const d = new DirtySet(1024 * 1024);
+  // As source.ts does it: the root listed deep; each listing marks what it finds (20 x 50 directories of
+  // 100 files: 100,000 files).
+  d.markList('0', true);
+  let peak = 0;
+  let files = 0;
+  const seen = new Set<string>();
+  for (let n = d.takeNext(); n; n = d.takeNext()) {
+    const [p, e] = n;
+    const parent = p.slice(0, p.lastIndexOf('/'));
+    assert.ok(p === '0' || seen.has(parent), `${p} before its parent`);
+    seen.add(p);
+    const depth = p.split('/').length - 1;
+    if (e.list && depth === 0) for (let g = 0; g < 20; g++) d.markList(`${p}/g${g}`, true);
+    else if (e.list && depth === 1) for (let k = 0; k < 50; k++) d.markList(`${p}/d${k}`, true);
+    else if (e.list && depth === 2) for (let f = 0; f < 100; f++) d.markAll(`${p}/f${f}`);
+    else files++;
+    peak = Math.max(peak, d.size);
+  }
+  assert.equal(files, 100_000);
+  // Shallowest-first listed the 1000 directories before any file: 100,000 entries at once.
+  assert.ok(peak < 500, `at most ${peak} entries at once`);
+});
+
+test('takeNext: a deep mark under a directory still marked waits for it', () => {
+  const d = new DirtySet(1024);
+  d.markAll('0/new/f');
+  d.markZones('0/old/g', 0, 10);
+  d.markList('0/new');
+  const order: string[] = [];
+  for (let n = d.takeNext(); n; n = d.takeNext()) order.push(n[0]);
+  assert.deepEqual(order, ['0/old/g', '0/new', '0/new/f']);
+});
