@@ -9,7 +9,7 @@
 import { cpSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Lab } from '../src/lab/lab.ts';
-import { isAlive } from '../src/lab/sys.ts';
+import { errText, readOptions, removeStaleLabs, say, usageFailure } from './lib/cli.ts';
 import { DOWN_TIMER_ADVERTS, KeepalivedPair, KEEPALIVED, PRIORITY, advertIntSeconds, type KeepalivedConfigUsed } from './lib/keepalived.ts';
 import { Prober } from './lib/probe-client.ts';
 import { idleCheck, KeepalivedDriver, runFreezes, StayupDriver, type FreezeRunResult, type IdleResult, type PairDriver } from './lib/drivers.ts';
@@ -60,47 +60,37 @@ const USAGE = `usage: npm run bench:failover -- [options]
                          setting's down timer is 39.96 ms, equal to stayup's 40 ms timeout (equal detection)
 `;
 
-function usage(msg: string): never {
-  process.stderr.write(`bench:failover: ${msg}\n${USAGE}`);
-  process.exit(2);
-}
+const usage: (msg: string) => never = usageFailure('bench:failover', USAGE);
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { freezes: 10, settings: SETTINGS, idleSeconds: 60, serviceFreezes: 5, stayup: true, keepalived: true, wireTrace: false, keepalivedBackupPriority: PRIORITY.node2! };
-  const int = (v: string | undefined, name: string, min: number): number => {
-    if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) usage(`${name} needs an integer >= ${min}`);
-    return Number(v);
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i]!;
-    const [name, inline] = k.includes('=') ? [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)] : [k, undefined];
-    const val = (): string | undefined => inline ?? argv[++i];
-    switch (name) {
+  readOptions(argv, { usage: USAGE, fail: usage }, (o) => {
+    switch (o.name) {
       case '--freezes':
-        a.freezes = int(val(), name, 1);
+        a.freezes = o.int(1);
         break;
       case '--idle-seconds':
-        a.idleSeconds = int(val(), name, 0);
+        a.idleSeconds = o.int(0);
         break;
       case '--service-freezes':
-        a.serviceFreezes = int(val(), name, 0);
+        a.serviceFreezes = o.int(0);
         break;
       case '--settings': {
-        const v = val();
+        const v = o.value();
         if (v === 'both') a.settings = SETTINGS;
         else if (v === 'slow' || v === 'fast') a.settings = SETTINGS.filter((s) => s.name === v);
         else usage('--settings is slow, fast or both');
         break;
       }
       case '--products': {
-        const v = val();
+        const v = o.value();
         if (v !== 'both' && v !== 'stayup' && v !== 'keepalived') usage('--products is both, stayup or keepalived');
         a.stayup = v !== 'keepalived';
         a.keepalived = v !== 'stayup';
         break;
       }
       case '--logs': {
-        const v = val();
+        const v = o.value();
         if (!v) usage('--logs needs a directory');
         a.logs = resolve(v);
         break;
@@ -109,39 +99,14 @@ function parseArgs(argv: string[]): Args {
         a.wireTrace = true;
         break;
       case '--keepalived-backup-priority':
-        a.keepalivedBackupPriority = int(val(), name, 1);
         // Below node1's, so that node1 stays the master the freezes are made on.
-        if (a.keepalivedBackupPriority >= PRIORITY.node1!) usage(`${name} must be below node1's ${PRIORITY.node1}`);
-        break;
-      case '-h':
-      case '--help':
-        process.stdout.write(USAGE);
-        process.exit(0);
+        a.keepalivedBackupPriority = o.int(1, PRIORITY.node1! - 1);
         break;
       default:
-        usage(`unknown option ${k}`);
+        usage(`unknown option ${o.given}`);
     }
-  }
+  });
   return a;
-}
-
-const say = (line: string): void => {
-  process.stdout.write(`${line}\n`);
-};
-
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-/** Labs of earlier runs whose process is gone (killed with SIGKILL): removed. */
-async function removeStaleLabs(): Promise<void> {
-  for (const l of Lab.list()) {
-    if (!l.name.startsWith(LAB_PREFIX)) continue;
-    const pid = Number(l.name.slice(LAB_PREFIX.length));
-    if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) continue;
-    say(`removing the lab of an earlier run: ${l.name}`);
-    await Lab.down(l.name);
-  }
 }
 
 interface ProductFigures extends Summary {
@@ -233,7 +198,7 @@ async function main(): Promise<number> {
   const t0 = Date.now();
 
   try {
-    await removeStaleLabs();
+    await removeStaleLabs(LAB_PREFIX);
     lab = await Lab.up({ name, servers: 2 });
     const L = lab;
     say(`lab ${name}: ${L.servers.map((n) => `${n} ${L.addr(n)}`).join(', ')}, client ${L.addr('client')}`);

@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab } from '../src/lab/lab.ts';
-import { isAlive } from '../src/lab/sys.ts';
+import { errText, readOptions, removeStaleLabs, say, usageFailure } from './lib/cli.ts';
 import { buildHelper, FIGURE_TEXT, FIGURES, fmtFigure, FULL_SIZES, medians, QUICK_SIZES, takeTurns, TargetWorkloads, type Exec, type Figure, type FigureResult, type WorkloadResults, type WorkloadSizes } from './lib/fsbench.ts';
 import { GLUSTER_CONFIGS, GLUSTER_MOUNT, GlusterVolume, type GlusterConfig, type GlusterPlacement } from './lib/gluster.ts';
 import { FULL_RESYNC, MODULE, QUICK_RESYNC, REPL_DIR, ReplicatedModule, type ResyncResult, type ResyncSizes, type RfsAsync } from './lib/repl-stayup.ts';
@@ -80,38 +80,24 @@ const USAGE = `usage: npm run bench:replication -- [options]
                      fails) or one-server (both bricks on node1, as in shared/reference/fuse-perf.md)
 `;
 
-function usage(msg: string): never {
-  process.stderr.write(`bench:replication: ${msg}\n${USAGE}`);
-  process.exit(2);
-}
+const usage: (msg: string) => never = usageFailure('bench:replication', USAGE);
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { targets: [...TARGETS], workloads: new Set(WORKLOADS), quick: false, keepLab: false, async: 'second', nbremconn: 1, glusterPlacement: 'per-server' };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i]!;
-    const [name, inline] = k.includes('=') ? [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)] : [k, undefined];
-    const val = (): string | undefined => inline ?? argv[++i];
-    switch (name) {
+  readOptions(argv, { usage: USAGE, fail: usage }, (o) => {
+    switch (o.name) {
       case '--targets': {
-        const v = val();
-        const list = (v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
-        if (!list.length || list.some((t) => !(TARGETS as readonly string[]).includes(t))) usage(`--targets takes a list of ${TARGETS.join(', ')}`);
+        const list = o.list(TARGETS);
         // Always in the same order, whatever the order given.
         a.targets = TARGETS.filter((t) => list.includes(t));
         break;
       }
-      case '--workloads': {
-        const list = (val() ?? '').split(',').map((x) => x.trim()).filter(Boolean);
-        if (!list.length || list.some((w) => !(WORKLOADS as readonly string[]).includes(w))) usage(`--workloads takes a list of ${WORKLOADS.join(', ')}`);
-        a.workloads = new Set(list as Workload[]);
+      case '--workloads':
+        a.workloads = new Set(o.list(WORKLOADS));
         break;
-      }
-      case '--reps': {
-        const v = val();
-        if (v === undefined || !/^\d+$/.test(v) || Number(v) < 1) usage('--reps needs an integer >= 1');
-        a.reps = Number(v);
+      case '--reps':
+        a.reps = o.int(1);
         break;
-      }
       case '--quick':
         a.quick = true;
         break;
@@ -119,50 +105,25 @@ function parseArgs(argv: string[]): Args {
         a.keepLab = true;
         break;
       case '--async': {
-        const v = val();
+        const v = o.value();
         if (v !== 'second' && v !== 'none') usage('--async is second or none');
         a.async = v;
         break;
       }
-      case '--nbremconn': {
-        const v = val();
-        if (v === undefined || !/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 64) usage('--nbremconn needs an integer from 1 to 64');
-        a.nbremconn = Number(v);
+      case '--nbremconn':
+        a.nbremconn = o.int(1, 64);
         break;
-      }
       case '--gluster-placement': {
-        const v = val();
+        const v = o.value();
         if (v !== 'per-server' && v !== 'one-server') usage('--gluster-placement is per-server or one-server');
         a.glusterPlacement = v;
         break;
       }
-      case '-h':
-      case '--help':
-        process.stdout.write(USAGE);
-        process.exit(0);
-        break;
       default:
-        usage(`unknown option ${k}`);
+        usage(`unknown option ${o.given}`);
     }
-  }
+  });
   return a;
-}
-
-const say = (line: string): void => {
-  process.stdout.write(`${line}\n`);
-};
-
-/**
- * An error's message without the Node stack traces a failing CLI or daemon start prints into it (frames,
- * the caret, `triggerUncaughtException`): what is left says what failed.
- */
-function errText(e: unknown): string {
-  const text = e instanceof Error ? e.message : String(e);
-  return text
-    .split('\n')
-    .map((l) => l.replace(/\s*node:internal\/modules\/run_main:\d+/, ''))
-    .filter((l) => l.trim() && !/^\s+at \S|^\s*\^\s*$|^\s*triggerUncaughtException\(|^\s*[{}]\s*$|^\s+(code|url): /.test(l))
-    .join('\n');
 }
 
 /** The tools the requested targets need; missing Debian packages are installed with `scripts/setup.sh --bench`. */
@@ -182,17 +143,6 @@ function ensureTools(targets: Target[]): void {
     if (still.length) usage(`still missing after scripts/setup.sh --bench: ${still.map((m) => m.what).join(', ')}`);
   }
   if (spawnSync('gcc', ['--version'], { stdio: 'ignore' }).status !== 0) usage('gcc is missing (Debian package gcc): the small-file helper is compiled at bench time');
-}
-
-/** Labs of earlier runs whose process is gone (killed with SIGKILL): removed. */
-async function removeStaleLabs(): Promise<void> {
-  for (const l of Lab.list()) {
-    if (!l.name.startsWith(LAB_PREFIX)) continue;
-    const pid = Number(l.name.slice(LAB_PREFIX.length));
-    if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) continue;
-    say(`removing the lab of an earlier run: ${l.name}`);
-    await Lab.down(l.name);
-  }
 }
 
 function toolVersion(cmd: string, args: string[], re: RegExp): string | null {
@@ -276,7 +226,7 @@ async function main(): Promise<number> {
   let resync: ResyncResult | undefined;
 
   try {
-    await removeStaleLabs();
+    await removeStaleLabs(LAB_PREFIX);
     lab = await Lab.up({ name, servers: 2 });
     const L = lab;
     const node1 = L.servers[0]!;
