@@ -60,7 +60,8 @@ export function greet(link: FrameLink, hello: Hello, o: { peer: string; timeoutM
       if (f.version < own.min || f.version > own.max) return finish(versionError({ self: hello.node, own, peer: o.peer, peerVersions: versionsIn(st), peerVersion: f.version }));
       finish(null, { state: st, version: f.version });
     });
-    link.onClose((e) => finish(new StayupError('REPLICATION_PEER_UNREACHABLE', `${o.peer} (${link.remote}) closed the link before its welcome${e ? `: ${e.message}` : ''}`)));
+    // Said in details: a node from before version negotiation closes the link so on a hello it does not take.
+    link.onClose((e) => finish(new StayupError('REPLICATION_PEER_UNREACHABLE', `${o.peer} (${link.remote}) closed the link before its welcome${e ? `: ${e.message}` : ''}`, { details: { closedBeforeWelcome: true } })));
     link.send({ type: 'hello', version: own.max, module: hello.module, node: hello.node, session: hello.session });
   });
 }

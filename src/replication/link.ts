@@ -11,6 +11,7 @@ import { hkdfSync } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import tls from 'node:tls';
 import { decodeFrame, encodeFrame, FrameReader, type Frame } from './protocol.ts';
+import { frameBytes } from './frame-applier.ts';
 
 export interface FrameLink {
   /** Queues a frame; false when more than the high-water mark is buffered (wait for drained()). */
@@ -38,13 +39,38 @@ export function pskIdentity(module: string, node: string): string {
   return `stayup:${module}:${node}`;
 }
 
-class SocketLink implements FrameLink {
+/**
+ * What every FrameLink here shares: listeners of frames and of the end, and the end said once (finish()),
+ * with its error (null: a clean end).
+ */
+abstract class LinkEvents {
+  protected readonly events = new EventEmitter();
+  protected closed = false;
+
+  onFrame(fn: (f: Frame) => void): void {
+    this.events.on('frame', fn);
+  }
+
+  onClose(fn: (error: Error | null) => void): void {
+    if (this.closed) queueMicrotask(() => fn(null));
+    else this.events.once('closed', fn);
+  }
+
+  /** Ends the link once: `release` frees what it holds, then the listeners hear it. */
+  protected end(error: Error | null, release: () => void): void {
+    if (this.closed) return;
+    this.closed = true;
+    release();
+    this.events.emit('closed', error);
+  }
+}
+
+class SocketLink extends LinkEvents implements FrameLink {
   private readonly reader = new FrameReader();
-  private readonly events = new EventEmitter();
-  private closed = false;
   private corked = false;
 
   constructor(private readonly socket: tls.TLSSocket, readonly remote: string) {
+    super();
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       try {
@@ -75,7 +101,9 @@ class SocketLink implements FrameLink {
   }
 
   drained(): Promise<void> {
-    if (this.closed || this.socket.writableLength === 0) return Promise.resolve();
+    // Only a socket whose write said "wait" emits 'drain': one that has some bytes queued below its own
+    // high-water mark never would (a StripedLink asks every connection, not only the congested one).
+    if (this.closed || !this.socket.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
         this.socket.off('drain', done);
@@ -85,15 +113,6 @@ class SocketLink implements FrameLink {
       this.socket.on('drain', done);
       this.events.on('closed', done);
     });
-  }
-
-  onFrame(fn: (f: Frame) => void): void {
-    this.events.on('frame', fn);
-  }
-
-  onClose(fn: (error: Error | null) => void): void {
-    if (this.closed) queueMicrotask(() => fn(null));
-    else this.events.once('closed', fn);
   }
 
   close(): void {
@@ -110,10 +129,7 @@ class SocketLink implements FrameLink {
   }
 
   private finish(error: Error | null): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.socket.destroy();
-    this.events.emit('closed', error);
+    this.end(error, () => this.socket.destroy());
   }
 }
 
@@ -199,13 +215,13 @@ export function memoryLinkPair(): [FrameLink, FrameLink] {
   return [a, b];
 }
 
-class MemoryLink implements FrameLink {
+class MemoryLink extends LinkEvents implements FrameLink {
   peer: MemoryLink | null = null;
   private readonly reader = new FrameReader();
-  private readonly events = new EventEmitter();
-  private closed = false;
 
-  constructor(readonly remote: string) {}
+  constructor(readonly remote: string) {
+    super();
+  }
 
   send(frame: Frame): boolean {
     if (this.closed) return false;
@@ -230,15 +246,6 @@ class MemoryLink implements FrameLink {
     }
   }
 
-  onFrame(fn: (f: Frame) => void): void {
-    this.events.on('frame', fn);
-  }
-
-  onClose(fn: (error: Error | null) => void): void {
-    if (this.closed) queueMicrotask(() => fn(null));
-    else this.events.once('closed', fn);
-  }
-
   close(): void {
     setImmediate(() => {
       this.finish(null);
@@ -247,8 +254,148 @@ class MemoryLink implements FrameLink {
   }
 
   finish(error: Error | null): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.events.emit('closed', error);
+    this.end(error, () => {});
+  }
+}
+
+// ------------------------------------------------------------------------------- several connections
+
+/**
+ * The primary's end of a stream spread over several connections (<rfs nbremconn>, protocol v3): on a long
+ * fat network one TCP connection's window limits throughput, N connections have N windows. Frame k goes on
+ * connection k mod N, so no frame needs a header of its own: the secondary reads frame k from connection
+ * k mod N (StripeReassembler). Answers (acknowledgements, listings, checksums) come on connection 0. Losing
+ * any connection ends the whole link, as a lost single connection does.
+ */
+export class StripedLink extends LinkEvents implements FrameLink {
+  private sent = 0;
+
+  constructor(private readonly links: readonly FrameLink[]) {
+    super();
+    links.forEach((l, i) => {
+      l.onFrame((f) => {
+        if (i === 0) this.events.emit('frame', f);
+        // The secondary answers on another connection only to refuse its join: its reason ends the link.
+        else this.finish(new Error(f.type === 'fail' ? `the secondary refused connection ${i}: ${f.error}` : `frame ${f.type} on connection ${i}, where the secondary sends nothing`));
+      });
+      l.onClose((e) => this.finish(i === 0 ? e : new Error(`connection ${i} of ${links.length} ended${e ? `: ${e.message}` : ''}`)));
+    });
+  }
+
+  get remote(): string {
+    return `${this.links[0]!.remote} (${this.links.length} connections)`;
+  }
+
+  send(frame: Frame): boolean {
+    if (this.closed) return false;
+    return this.links[this.sent++ % this.links.length]!.send(frame);
+  }
+
+  async drained(): Promise<void> {
+    await Promise.all(this.links.map((l) => l.drained()));
+  }
+
+  close(): void {
+    this.finish(null);
+  }
+
+  private finish(error: Error | null): void {
+    this.end(error, () => {
+      for (const l of this.links) l.close();
+    });
+  }
+}
+
+/** Frames waiting on one connection (it is ahead of the others) beyond this pause it; below half, it reads again. */
+export const STRIPE_QUEUE_BYTES = 32 * 1024 * 1024;
+
+/**
+ * The secondary's end of a stream spread over `count` connections: frames arrive on each connection in
+ * order and leave through `deliver` in the primary's order, frame k from connection k mod count. A
+ * connection that is ahead waits; past `maxQueuedBytes` waiting it is paused. The connection the next frame
+ * is awaited on is never paused by this (nothing waits on it), so the stream cannot stall itself. hold()
+ * pauses them all (the applier's backlog).
+ */
+export class StripeReassembler {
+  private readonly queues: Array<{ frames: Frame[]; head: number; bytes: number; full: boolean; link: FrameLink | null; paused: boolean }>;
+  private next = 0;
+  private held = false;
+
+  constructor(
+    readonly count: number,
+    private readonly deliver: (f: Frame) => void,
+    private readonly maxQueuedBytes = STRIPE_QUEUE_BYTES,
+  ) {
+    this.queues = Array.from({ length: count }, () => ({ frames: [], head: 0, bytes: 0, full: false, link: null, paused: false }));
+  }
+
+  /** Connection `index` carries part of the stream from now on (pause/resume act on it). */
+  add(index: number, link: FrameLink): void {
+    this.queues[index]!.link = link;
+    this.settle(index);
+  }
+
+  has(index: number): boolean {
+    return this.queues[index]!.link !== null;
+  }
+
+  get connections(): number {
+    return this.queues.filter((q) => q.link !== null).length;
+  }
+
+  push(index: number, f: Frame): void {
+    const q = this.queues[index]!;
+    if (index === this.next && q.head === q.frames.length) {
+      this.advance(f);
+    } else {
+      q.frames.push(f);
+      q.bytes += frameBytes(f);
+      if (q.bytes > this.maxQueuedBytes && !q.full) {
+        q.full = true;
+        this.settle(index);
+      }
+    }
+    this.drain();
+  }
+
+  /** Stops (true) or resumes (false) reading every connection. */
+  hold(on: boolean): void {
+    this.held = on;
+    for (let i = 0; i < this.count; i++) this.settle(i);
+  }
+
+  private drain(): void {
+    for (;;) {
+      const i = this.next;
+      const q = this.queues[i]!;
+      if (q.head === q.frames.length) return;
+      const f = q.frames[q.head]!;
+      q.frames[q.head++] = undefined as unknown as Frame;
+      if (q.head === q.frames.length) {
+        q.frames = [];
+        q.head = 0;
+      }
+      q.bytes -= frameBytes(f);
+      if (q.full && q.bytes < this.maxQueuedBytes / 2) {
+        q.full = false;
+        this.settle(i);
+      }
+      this.advance(f);
+    }
+  }
+
+  private advance(f: Frame): void {
+    this.next = (this.next + 1) % this.count;
+    this.deliver(f);
+  }
+
+  /** A connection reads while nothing holds it: neither hold() nor its own queue. */
+  private settle(index: number): void {
+    const q = this.queues[index]!;
+    const pause = this.held || q.full;
+    if (!q.link || pause === q.paused) return;
+    q.paused = pause;
+    if (pause) q.link.pause?.();
+    else q.link.resume?.();
   }
 }

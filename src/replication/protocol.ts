@@ -11,7 +11,7 @@
 // the frame type and the field, and the connection is dropped (nothing of that frame is applied).
 
 // Versions: v1 the first stream; v2 adds `applied` (the secondary says what it has applied, not only
-// received). A node speaks a range of versions: a rolling upgrade leaves one node older for a while.
+// received); v3 adds `stripes` and `join` (the stream spread over several connections: nbremconn). A node speaks a range of versions: a rolling upgrade leaves one node older for a while.
 //
 // Negotiation. The hello keeps the exact layout every earlier version decodes (version, module, node,
 // session): decodeFrame refuses bytes after the last field and unknown frame types, so a new field, or a
@@ -24,11 +24,21 @@
 // secondary also puts its range in the welcome's JSON state (`versions`, ignored by older primaries), so
 // the primary's error can name both ranges. From the welcome on both ends speak the chosen version.
 /** The highest protocol version this code speaks (the hello's version). */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** The lowest protocol version this code still speaks. */
 export const PROTOCOL_MIN_VERSION = 1;
 /** From this version on, the secondary sends `applied` frames. */
 export const APPLIED_SINCE_VERSION = 2;
+/** From this version on, the stream may be spread over several connections (`stripes`, `join`). */
+export const STRIPES_SINCE_VERSION = 3;
+/** At most this many connections carry one stream (<rfs nbremconn> allows 1..64). */
+export const MAX_STRIPES = 64;
+
+/**
+ * Nodes from before negotiation took a hello of exactly this version and closed the link on any other,
+ * without a welcome: a primary that sees that after a higher hello says this version next (rfs-runtime.ts).
+ */
+export const PRE_NEGOTIATION_VERSION = 2;
 
 /** The protocol versions one node speaks, both ends included. */
 export interface VersionRange {
@@ -71,6 +81,16 @@ type KindValue<K extends Kind> = K extends 'u8' | 'u32'
 const SCHEMAS = {
   // source -> target: the handshake
   hello: [1, { version: 'u32', module: 'str', node: 'str', session: 'str' }],
+  /**
+   * v3, on the first connection right after the welcome when the stream is spread over several: frame k of
+   * the stream travels on connection k mod count (the first connection is number 0). Not a stream frame.
+   */
+  stripes: [2, { count: 'u32' }],
+  /**
+   * v3, the first frame of every other connection: it carries the stream of `session` (the id the welcome
+   * gave), as connection `index` of `count`. Not a stream frame.
+   */
+  join: [3, { session: 'str', index: 'u32', count: 'u32' }],
   // source -> target: file operations, applied in order (paths relative to the replicated root)
   create: [10, { path: 'str', flags: 'u32', mode: 'u32', uid: 'u32', gid: 'u32', mtimeNs: 'i64' }],
   write: [11, { path: 'str', offset: 'i64', mtimeNs: 'i64', sync: 'u8', data: 'bytes' }],

@@ -29,7 +29,7 @@ import { isStayupError, StayupError } from '../errors/stayup-error.ts';
 import { greet, greetPeer, protocolError } from './handshake.ts';
 import { Journal } from './journal.ts';
 import { keepAside, stampOf } from './keep-aside.ts';
-import { connectLink, listenLinks, type FrameLink } from './link.ts';
+import { connectLink, listenLinks, StripedLink, type FrameLink } from './link.ts';
 import { ReplicationFilter, replPath } from './paths.ts';
 import type { PeerFs } from './peer-fs.ts';
 import { RfsRecordStore } from './rfs-state.ts';
@@ -37,7 +37,7 @@ import { ReplicationSource, type ResyncStats, type TargetState } from './source.
 import { StallWatchdog } from './stall-watchdog.ts';
 import { ReplicationTarget } from './target.ts';
 import type { LiveOp } from './live-op.ts';
-import { APPLIED_SINCE_VERSION, SUPPORTED_VERSIONS, type VersionRange } from './protocol.ts';
+import { APPLIED_SINCE_VERSION, MAX_STRIPES, PRE_NEGOTIATION_VERSION, STRIPES_SINCE_VERSION, SUPPORTED_VERSIONS, type VersionRange } from './protocol.ts';
 import { answerVerifyLink, compareReplicas, COMPARE_BLOCK_BYTES, LocalReplica, RemoteReplica, type CompareMode, type ReplicaComparison } from './verify.ts';
 
 export interface RfsMount {
@@ -147,6 +147,14 @@ export class RfsRuntime implements ReplicationPort {
   private linkError: { code: string; message: string; sinceMs: number } | null = null;
   /** The protocol version of the link up now (either role), null without one. */
   private linkVersion: number | null = null;
+  /**
+   * Primary: the highest version the next hello names, when the peer looks like a node from before version
+   * negotiation (PRE_NEGOTIATION_VERSION); null: this node's own highest. Forgotten when a link ends, so an
+   * upgraded peer is offered everything again.
+   */
+  private helloCap: number | null = null;
+  /** Primary: the connections of the stream attached last (nbremconn when the peer speaks it, else 1). */
+  private streamConnections = 0;
   private verifyServer: Server | null = null;
   private comparing = false;
   private closed = false;
@@ -195,7 +203,7 @@ export class RfsRuntime implements ReplicationPort {
       clean: r.clean,
       lastStall: this.lastStall,
       protocolVersion: this.linkVersion,
-      linkConnections: this.linkVersion === null ? 0 : 1,
+      linkConnections: this.source ? (this.source.connected ? this.streamConnections : 0) : (this.target?.connections ?? 0),
       linkError: this.linkError,
     };
   }
@@ -290,6 +298,7 @@ export class RfsRuntime implements ReplicationPort {
   private ensureSource(): void {
     if (this.source) return;
     this.stopTarget();
+    this.helloCap = null;
     const r = this.record.get();
     const loaded = r.clean && r.role === 'prim' && this.journal.load() && this.journal.syncId === r.syncId;
     // A clean secondary's data is the sync point itself; anything else is unknown (compare later).
@@ -321,6 +330,7 @@ export class RfsRuntime implements ReplicationPort {
         },
         lost: (reason) => {
           this.linkVersion = null;
+          this.helloCap = null;
           if (this.record.get().unsyncedSinceMs === null) this.record.update({ unsyncedSinceMs: Date.now() });
           this.o.log('E', `Replication to ${this.o.peer} interrupted: ${reason}; changes are recorded for its reintegration`);
           this.scheduleConnect();
@@ -368,16 +378,24 @@ export class RfsRuntime implements ReplicationPort {
   private connect(): void {
     const source = this.source;
     if (!source || source.connected) return;
-    connectLink({ host: this.o.peerAddr, port: this.o.port, localAddress: this.o.localAddr, moduleKey: this.o.moduleKey, module: this.o.module, node: this.o.self, timeoutMs: 3000 })
+    this.connectPeer(this.o.port, this.o.module)
       .then(async (link) => {
         if (this.source !== source) return link.close();
         let state: TargetState;
         let version: number;
+        let session: string | null;
         try {
-          ({ state, version } = await greetSecondary(link, { module: this.o.module, node: this.o.self, session: String(this.roleEpoch) }, this.o.peer, { versions: this.versions }));
+          const versions = this.helloCap === null ? this.versions : { min: this.versions.min, max: Math.min(this.versions.max, this.helloCap) };
+          ({ state, version, session } = await greetSecondary(link, { module: this.o.module, node: this.o.self, session: String(this.roleEpoch) }, this.o.peer, { versions }));
         } catch (e) {
           // Nothing was attached: the journal, the record and the held calls are as they were.
           link.close();
+          if (this.mayBePreNegotiation(e)) {
+            this.helloCap = PRE_NEGOTIATION_VERSION;
+            this.o.log('I', `${this.o.peer} closed the link on a hello of v${this.versions.max} without a welcome: a node from before version negotiation takes only v${PRE_NEGOTIATION_VERSION}, the next hello says v${PRE_NEGOTIATION_VERSION}`);
+            this.scheduleConnect();
+            return;
+          }
           const message = (e as Error).message;
           this.refused(isStayupError(e) ? e.code : 'REPLICATION_PROTOCOL', message, `${message}; retrying every ${CONNECT_RETRY_MS / 1000} s`);
           this.scheduleConnect();
@@ -393,13 +411,63 @@ export class RfsRuntime implements ReplicationPort {
           this.scheduleConnect();
           return;
         }
+        let stream: FrameLink;
+        try {
+          stream = await this.spread(link, version, session);
+        } catch (e) {
+          link.close();
+          const message = (e as Error).message;
+          this.refused(isStayupError(e) ? e.code : 'REPLICATION_PEER_UNREACHABLE', message, `${message}; retrying every ${CONNECT_RETRY_MS / 1000} s`);
+          this.scheduleConnect();
+          return;
+        }
+        if (this.source !== source || source.connected) return stream.close();
         this.linkError = null;
         this.linkVersion = version;
-        this.o.log('I', `Replication link to ${this.o.peer} established (protocol v${version})`);
+        this.streamConnections = stream instanceof StripedLink ? this.o.rfs.nbremconn : 1;
+        const asked = this.o.rfs.nbremconn;
+        const connections = asked > 1 && this.streamConnections === 1 ? `, 1 connection: nbremconn ${asked} needs protocol v${STRIPES_SINCE_VERSION}` : this.streamConnections > 1 ? `, ${this.streamConnections} connections` : '';
+        this.o.log('I', `Replication link to ${this.o.peer} established (protocol v${version}${connections})`);
         this.watchdog.reset();
-        source.attach(link, state, { peerReportsApplied: version >= APPLIED_SINCE_VERSION });
+        source.attach(stream, state, { peerReportsApplied: version >= APPLIED_SINCE_VERSION });
       })
       .catch(() => this.scheduleConnect());
+  }
+
+  /** A peer closed the link on this node's first hello above v2 without a welcome (see helloCap). */
+  private mayBePreNegotiation(e: unknown): boolean {
+    const v = this.versions;
+    return isStayupError(e) && e.details?.['closedBeforeWelcome'] === true && this.helloCap === null && v.max > PRE_NEGOTIATION_VERSION && v.min <= PRE_NEGOTIATION_VERSION;
+  }
+
+  private connectPeer(port: number, module: string): Promise<FrameLink> {
+    return connectLink({ host: this.o.peerAddr, port, localAddress: this.o.localAddr, moduleKey: this.o.moduleKey, module, node: this.o.self, timeoutMs: 3000 });
+  }
+
+  /**
+   * The stream's connections (<rfs nbremconn>, protocol v3): the greeted one, told how many there are
+   * (`stripes`), and nbremconn-1 more that join the session its welcome named. A peer that speaks no v3 gets
+   * one connection. If one of them cannot be opened, none is used (the caller retries).
+   */
+  private async spread(link: FrameLink, version: number, session: string | null): Promise<FrameLink> {
+    const count = version >= STRIPES_SINCE_VERSION ? Math.min(this.o.rfs.nbremconn, MAX_STRIPES) : 1;
+    if (count <= 1) return link;
+    if (session === null) throw protocolError(this.o.peer, `welcome state field "session" is not a string (protocol v${version} names the stream's session, which nbremconn's other connections join)`);
+    link.send({ type: 'stripes', count });
+    const opened = await Promise.allSettled(
+      Array.from({ length: count - 1 }, async (_, i) => {
+        const extra = await this.connectPeer(this.o.port, this.o.module);
+        extra.send({ type: 'join', session, index: i + 1, count });
+        return extra;
+      }),
+    );
+    const extras = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      for (const l of extras) l.close();
+      throw new StayupError('REPLICATION_PEER_UNREACHABLE', `replication: ${count - 1 - extras.length} of the ${count - 1} extra connections to ${this.o.peer} (nbremconn ${count}) failed: ${(failed.reason as Error).message}`);
+    }
+    return new StripedLink([link, ...extras]);
   }
 
   /** A refused handshake: shown in the status; logged (`logLine`) only when it differs from the last one. */
@@ -455,9 +523,16 @@ export class RfsRuntime implements ReplicationPort {
       node: this.o.self,
       versions: this.versions,
       events: {
-        greeted: (version) => {
+        greeted: (version, link) => {
           this.linkError = null;
           this.linkVersion = version;
+          this.targetLink = link;
+          link.onClose(() => {
+            if (this.targetLink !== link) return;
+            this.targetLink = null;
+            this.linkVersion = null;
+            this.receiving = null;
+          });
         },
         // Logged by the target (once per change); shown in the status until a primary is welcomed.
         refused: (e) => {
@@ -504,17 +579,10 @@ export class RfsRuntime implements ReplicationPort {
           moduleKey: this.o.moduleKey,
           module: this.o.module,
           peerNode: this.o.peer,
+          // A hello opens a new stream, a join adds a connection to it (the target tells which: greeted).
           onLink: (link) => {
             if (!current() || !this.target) return link.close();
-            this.targetLink?.close();
-            this.targetLink = link;
             this.target.attach(link, currentState());
-            link.onClose(() => {
-              if (this.targetLink !== link) return;
-              this.targetLink = null;
-              this.linkVersion = null;
-              this.receiving = null;
-            });
           },
           onReject: (why) => this.o.log('E', `replication: connection refused: ${why}`),
         });
@@ -682,7 +750,7 @@ export class RfsRuntime implements ReplicationPort {
     try {
       fds = this.openRoots();
       try {
-        link = await connectLink({ host: this.o.peerAddr, port, localAddress: this.o.localAddr, moduleKey: this.o.moduleKey, module: verifyLinkName(this.o.module), node: this.o.self, timeoutMs: 3000 });
+        link = await this.connectPeer(port, verifyLinkName(this.o.module));
       } catch (e) {
         throw new StayupError(
           'REPLICATION_PEER_UNREACHABLE',
@@ -734,9 +802,11 @@ export async function greetSecondary(
   hello: { module: string; node: string; session: string },
   peer: string,
   o: { timeoutMs?: number; versions?: VersionRange } = {},
-): Promise<{ state: TargetState; version: number }> {
+): Promise<{ state: TargetState; version: number; session: string | null }> {
   const g = await greet(link, hello, { peer, timeoutMs: o.timeoutMs ?? WELCOME_TIMEOUT_MS, versions: o.versions ?? SUPPORTED_VERSIONS });
-  return { state: parseTargetState(g.state, peer), version: g.version };
+  // From v3 the welcome names the stream's session, which more connections can join (nbremconn).
+  const session = g.state['session'];
+  return { state: parseTargetState(g.state, peer), version: g.version, session: typeof session === 'string' ? session : null };
 }
 
 function parseTargetState(v: Record<string, unknown>, peer: string): TargetState {

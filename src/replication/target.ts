@@ -15,13 +15,14 @@
 // applied. closeFds() returns only once everything received is applied and its results delivered: a node
 // that stops being the secondary (a takeover above all) never has the old stream still writing underneath.
 
+import { randomUUID } from 'node:crypto';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
-import type { StayupError } from '../errors/stayup-error.ts';
-import type { FrameLink } from './link.ts';
+import { StayupError } from '../errors/stayup-error.ts';
+import { StripeReassembler, type FrameLink } from './link.ts';
 import { BatchApplier, FrameApplier, frameBytes, type ApplyResult, type TargetRoot } from './frame-applier.ts';
 import { versionError } from './handshake.ts';
 import type { PeerFs } from './peer-fs.ts';
-import { answerVersion, APPLIED_SINCE_VERSION, reviveBuffers, SUPPORTED_VERSIONS, type Frame, type VersionRange } from './protocol.ts';
+import { answerVersion, APPLIED_SINCE_VERSION, MAX_STRIPES, reviveBuffers, STRIPES_SINCE_VERSION, SUPPORTED_VERSIONS, type Frame, type VersionRange } from './protocol.ts';
 
 export { blockSum, readFully, SUM_BYTES, type TargetRoot } from './frame-applier.ts';
 
@@ -43,10 +44,19 @@ export interface TargetEvents {
   /** A frame could not be applied: this node is no longer a faithful copy. */
   diverged(reason: string): void;
   log(level: 'I' | 'E', message: string): void;
-  /** A primary was welcomed: the link speaks `version` (protocol.ts). */
-  greeted?(version: number): void;
+  /** A primary was welcomed on `link` (connection 0 of its stream), which speaks `version` (protocol.ts). */
+  greeted?(version: number, link: FrameLink): void;
   /** A primary's hello was refused: no common protocol version (REPLICATION_VERSION; logged once here). */
   refused?(error: StayupError): void;
+}
+
+/** One stream from the primary: its session id (the welcome's), its connections, and their reassembler once known. */
+interface StreamSession {
+  id: string;
+  gen: number;
+  version: number;
+  links: Array<FrameLink | undefined>;
+  stripes: StripeReassembler | null;
 }
 
 /** The apply worker and the two ways back from it: its results port, and a flag for waiting synchronously. */
@@ -68,7 +78,8 @@ export class ReplicationTarget {
   private handOverQueued = false;
   private diverged = false;
   private backlog = 0;
-  private paused: FrameLink | null = null;
+  /** The stream's connections are not read (the applier's backlog): the session they belong to. */
+  private paused: StreamSession | null = null;
   private worker: ApplyWorker | null = null;
   private readonly inline: BatchApplier | null;
   /** closeFds() was called: frames still arriving on the link (it closes asynchronously) are not applied. */
@@ -81,6 +92,8 @@ export class ReplicationTarget {
   private appliedTimer: NodeJS.Timeout | null = null;
   /** The protocol version the current link speaks (0 before its hello). */
   private version = 0;
+  /** The current stream: its connections (0 the one that said hello) and, once known, their reassembler. */
+  private session: StreamSession | null = null;
   /** The last refusal logged: the primary retries every second, the same refusal is logged once. */
   private lastRefusal: string | null = null;
 
@@ -100,9 +113,33 @@ export class ReplicationTarget {
     this.inline = o.applyIn === 'inline' ? new BatchApplier(new FrameApplier({ fs: o.fs, roots: o.roots, async: o.async }), (r) => this.onResult(r)) : null;
   }
 
-  /** Serves one connection from the primary; `state` is what the welcome tells it (sync wanted, sync point). */
+  /**
+   * Serves one connection from the primary; `state` is what a welcome tells it (sync wanted, sync point).
+   * Its first frame says what it is: a `hello` opens a new stream (the previous one's connections close),
+   * a `join` (protocol v3) adds a connection to the current stream (<rfs nbremconn>).
+   */
   attach(link: FrameLink, state: Record<string, unknown>): void {
+    let handler: ((f: Frame) => void) | null = null;
+    link.onFrame((f) => {
+      if (handler) handler(f);
+      else if (f.type === 'join') handler = this.join(link, f);
+      else handler = this.begin(link, f, state);
+    });
+  }
+
+  /** A new stream on `link` (connection 0): returns what handles its later frames. */
+  private begin(link: FrameLink, f: Frame, state: Record<string, unknown>): (f: Frame) => void {
+    const ignore = (): void => {};
+    if (f.type !== 'hello') {
+      this.o.events.log('E', `replication: the peer's first frame is ${f.type}, expected hello`);
+      link.close();
+      return ignore;
+    }
+    const id = randomUUID();
+    const version = this.greet(link, f, state, id);
+    if (version === 0) return ignore;
     this.flush();
+    const previous = this.session;
     this.ended = false;
     this.link = link;
     const gen = ++this.gen;
@@ -111,60 +148,133 @@ export class ReplicationTarget {
     this.streaming = false;
     this.appliedCount = 0n;
     this.appliedSent = 0n;
-    this.version = 0;
-    let greeted = false;
-    link.onFrame((f) => {
-      if (this.gen !== gen || this.ended) return;
-      if (!greeted) {
-        if (f.type !== 'hello') {
-          this.o.events.log('E', `replication: the peer's first frame is ${f.type}, expected hello`);
-          link.close();
-          return;
-        }
-        this.greet(link, f, state);
-        greeted = this.version > 0;
-        return;
-      }
-      this.received++;
-      // Persisted before anything after it is applied.
-      if (f.type === 'syncBegin') {
-        this.streaming = true;
-        this.o.events.syncBegan(f.syncId, f.scope);
-      }
-      this.batch.push(f);
-      // Everything that arrived in this chunk is acknowledged (async="second") and handed over together.
-      if (this.batch.length === 1) queueMicrotask(() => this.flush());
-    });
+    this.version = version;
+    const session: StreamSession = { id, gen, version, links: [link], stripes: null };
+    this.session = session;
+    for (const l of previous?.links ?? []) l?.close();
     link.onClose(() => {
+      // Losing any connection of the stream ends all of it, as a lost single connection does.
+      for (const l of session.links) l?.close();
       if (this.link !== link) return;
       this.flush();
       this.handOver();
       this.link = null;
+      this.session = null;
       if (this.inline) this.inline.closeFds();
       else this.worker?.worker.postMessage({ t: 'closeFds' });
     });
+    this.o.events.greeted?.(version, link);
+    // Before v3 one connection carries the stream. From v3, a first frame `stripes` says over how many.
+    let first = true;
+    return (fr) => {
+      if (this.session !== session || this.ended) return;
+      if (first) {
+        first = false;
+        if (fr.type === 'stripes' && version >= STRIPES_SINCE_VERSION) {
+          this.setStripes(session, fr.count);
+          return;
+        }
+        this.setStripes(session, 1);
+      }
+      session.stripes?.push(0, fr);
+    };
+  }
+
+  /**
+   * The stream of `session` is spread over `count` connections (said by `stripes` on connection 0, and by
+   * each join: whichever comes first); a count out of range or different from the first one ends it.
+   */
+  private setStripes(session: StreamSession, count: number): void {
+    if (session.stripes?.count === count) return;
+    if (session.stripes || count < 1 || count > MAX_STRIPES) {
+      this.o.events.log('E', `replication: the primary spreads its stream over ${count} connection${count === 1 ? '' : 's'}${session.stripes ? `, after ${session.stripes.count}` : ` (1..${MAX_STRIPES})`}: the link is closed`);
+      session.links[0]?.close();
+      return;
+    }
+    const gen = session.gen;
+    session.stripes = new StripeReassembler(count, (f) => this.onStreamFrame(gen, f));
+    session.links.forEach((l, i) => l && session.stripes!.add(i, l));
+  }
+
+  /** One frame of the stream, in the primary's order. */
+  private onStreamFrame(gen: number, f: Frame): void {
+    if (this.gen !== gen || this.ended) return;
+    if (f.type === 'hello' || f.type === 'stripes' || f.type === 'join') {
+      this.o.events.log('E', `replication: frame ${f.type} inside the stream: the link is closed`);
+      this.link?.close();
+      return;
+    }
+    this.received++;
+    // Persisted before anything after it is applied.
+    if (f.type === 'syncBegin') {
+      this.streaming = true;
+      this.o.events.syncBegan(f.syncId, f.scope);
+    }
+    this.batch.push(f);
+    // Everything that arrived in this chunk is acknowledged (async="second") and handed over together.
+    if (this.batch.length === 1) queueMicrotask(() => this.flush());
+  }
+
+  /**
+   * One more connection of the current stream (protocol v3). It must name the session the welcome gave and
+   * a free place in it; otherwise it is refused (REPLICATION_JOIN_REFUSED, said to the primary in a `fail`
+   * frame on that connection) and the current stream goes on.
+   */
+  private join(link: FrameLink, f: Extract<Frame, { type: 'join' }>): (f: Frame) => void {
+    const s = this.session;
+    const problem =
+      !s || s.id !== f.session
+        ? `it joins stream session "${f.session}", and ${s ? `the current one is another` : 'no stream is open'} (a stream of an earlier connection?)`
+        : s.version < STRIPES_SINCE_VERSION
+          ? `the stream speaks protocol v${s.version}, one connection`
+          : f.index < 1 || f.index >= f.count
+            ? `connection ${f.index} of ${f.count} (1..${f.count - 1} join connection 0)`
+            : s.links[f.index]
+              ? `connection ${f.index} has joined already`
+              : null;
+    if (problem) {
+      const e = new StayupError('REPLICATION_JOIN_REFUSED', `replication: connection from ${link.remote} refused: ${problem}`);
+      this.o.events.log('E', e.message);
+      link.send({ type: 'fail', count: 0n, error: e.message });
+      link.close();
+      return () => {};
+    }
+    const session = s!;
+    session.links[f.index] = link;
+    link.onClose(() => session.links[0]?.close());
+    this.setStripes(session, f.count);
+    session.stripes?.add(f.index, link);
+    return (fr) => {
+      if (this.session === session && !this.ended) session.stripes?.push(f.index, fr);
+    };
+  }
+
+  /** Connections carrying the current stream (0 without one). */
+  get connections(): number {
+    return this.session ? (this.session.stripes?.connections ?? 1) : 0;
   }
 
   /**
    * Answers a hello with the version both ends speak (protocol.ts), or, when the primary's highest is below
-   * this node's lowest, with this node's lowest (the primary then knows there is none), and closes the link.
-   * The welcome's state says this node's range too, for the primary's error message.
+   * this node's lowest, with this node's lowest (the primary then knows there is none), closes the link and
+   * returns 0. The welcome's state says this node's range too, for the primary's error message, and, from
+   * v3, the stream's session id (what the primary's other connections join).
    */
-  private greet(link: FrameLink, hello: Extract<Frame, { type: 'hello' }>, state: Record<string, unknown>): void {
+  private greet(link: FrameLink, hello: Extract<Frame, { type: 'hello' }>, state: Record<string, unknown>, sessionId: string): number {
     const own = this.o.versions ?? SUPPORTED_VERSIONS;
     const { version, common } = answerVersion(hello.version, own);
-    link.send({ type: 'welcome', version, node: this.o.node, state: JSON.stringify({ ...state, versions: own }) });
+    const session = common && version >= STRIPES_SINCE_VERSION ? { session: sessionId } : {};
+    link.send({ type: 'welcome', version, node: this.o.node, state: JSON.stringify({ ...state, versions: own, ...session }) });
     if (common) {
-      this.version = version;
       this.lastRefusal = null;
-      this.o.events.greeted?.(version);
-      return;
+      return version;
     }
     const e = versionError({ self: this.o.node, own, peer: hello.node, peerVersions: null, peerVersion: hello.version });
     if (this.lastRefusal !== e.message) this.o.events.log('E', e.message);
     this.lastRefusal = e.message;
     this.o.events.refused?.(e);
     link.close();
+    return 0;
   }
 
   /**
@@ -232,10 +342,10 @@ export class ReplicationTarget {
       for (const f of frames) this.backlog += frameBytes(f);
       this.startWorker().worker.postMessage({ t: 'frames', gen, frames });
     }
-    const link = this.link;
-    if (link?.pause && this.backlog > BACKLOG_PAUSE_BYTES && !this.paused) {
-      link.pause();
-      this.paused = link;
+    const stripes = this.session?.stripes;
+    if (stripes && this.backlog > BACKLOG_PAUSE_BYTES && !this.paused) {
+      stripes.hold(true);
+      this.paused = this.session;
     }
   }
 
@@ -245,7 +355,7 @@ export class ReplicationTarget {
       case 'applied':
         if (!this.inline) this.backlog -= r.bytes;
         if (this.paused && this.backlog < BACKLOG_RESUME_BYTES) {
-          this.paused.resume?.();
+          this.paused.stripes?.hold(false);
           this.paused = null;
         }
         if (!link || this.diverged) return;

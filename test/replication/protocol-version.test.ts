@@ -4,23 +4,18 @@
 // frame and the primary keeps what v1 cannot prove applied. Tested over the in-memory link with a real
 // target, then with two real runtimes on loopback (one an older node), and with ranges that do not meet.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import type { ReplicationReport } from '../../src/engine/mirror-engine.ts';
-import { isStayupError, type StayupError } from '../../src/errors/stayup-error.ts';
+import { isStayupError } from '../../src/errors/stayup-error.ts';
 import { greet } from '../../src/replication/handshake.ts';
 import { memoryLinkPair } from '../../src/replication/link.ts';
-import { loadRfsNative, nativeAvailable } from '../../src/replication/native-binding.ts';
+import { nativeAvailable } from '../../src/replication/native-binding.ts';
 import { answerVersion, type Frame, type VersionRange } from '../../src/replication/protocol.ts';
-import type { RfsRuntime } from '../../src/replication/rfs-runtime.ts';
-import { ReplicationTarget } from '../../src/replication/target.ts';
 import { freePorts, loopbackRuntime, rfsConfig } from '../daemon/rfs-harness.ts';
-import { fuseSkipReason } from './fuse-env.ts';
-import { scriptedPair, until } from './scripted-peer.ts';
+import { runtimePair, runtimeSkip, scriptedSecondary, sh, tree } from './runtime-pair.ts';
+import { inlineTarget, scriptedPair, until } from './scripted-peer.ts';
 
 const native = nativeAvailable();
 const nativeSkip = native === true ? false : native;
@@ -43,28 +38,7 @@ describe('negotiation between a primary (greet) and a real target, over the in-m
   /** A target speaking `secondary`; a primary speaking `primary` greets it. */
   async function handshake(primary: VersionRange, secondary: VersionRange) {
     const dir = join(base, String(++n));
-    mkdirSync(dir);
-    const nat = loadRfsNative();
-    const logs: string[] = [];
-    const refusals: StayupError[] = [];
-    const greeted: number[] = [];
-    const target = new ReplicationTarget({
-      fs: nat.fs,
-      roots: [{ rootFd: nat.openRoot(dir) }],
-      async: 'second',
-      node: 'n2',
-      applyIn: 'inline',
-      versions: secondary,
-      events: {
-        synced: () => {},
-        mark: () => {},
-        syncBegan: () => {},
-        diverged: () => {},
-        log: (level, message) => logs.push(`${level} ${message}`),
-        greeted: (v) => greeted.push(v),
-        refused: (e) => refusals.push(e),
-      },
-    });
+    const { target, logs, refusals, greeted } = inlineTarget(dir, { versions: secondary });
     const [src, dst] = memoryLinkPair();
     target.attach(dst, { sync: 'incremental' });
     const closed = new Promise<void>((r) => src.onClose(() => r()));
@@ -102,7 +76,7 @@ describe('negotiation between a primary (greet) and a real target, over the in-m
     const h = await handshake({ min: 1, max: 1 }, { min: 1, max: 2 });
     assert.ok(h.result.ok);
     assert.equal(h.result.version, 1);
-    assert.deepEqual(h.greeted, [1]);
+    assert.deepEqual(h.greeted.map((g) => g.version), [1]);
     assert.deepEqual(h.result.state['versions'], { min: 1, max: 2 }, 'the welcome says the secondary\'s range');
     h.src.close();
   });
@@ -171,52 +145,15 @@ describe('the primary over a v1 link (no `applied` frames)', () => {
 
 // ------------------------------------------------------------------------------------------ two runtimes
 
-function runtimeSkip(): string | false {
-  if (process.platform !== 'linux') return 'the replication runtime needs Linux';
-  return fuseSkipReason() || nativeSkip;
-}
-
-const sh = promisify(execFile);
-
 describe('two real runtimes on loopback (TLS), the primary writing through its FUSE mount', { skip: runtimeSkip() }, () => {
-  const KEY = Buffer.alloc(32, 9);
   let base: string;
   before(() => {
     base = mkdtempSync(join(tmpdir(), 'stayup-version-rt-'));
   });
   after(() => rmSync(base, { recursive: true, force: true }));
 
-  /** node1 primary (its data mounted writable) and node2 secondary, each speaking its range. */
-  async function pair(name: string, primary: VersionRange | undefined, secondary: VersionRange | undefined) {
-    const port = await freePorts('127.0.0.1');
-    const d1 = join(base, `${name}-n1`);
-    const d2 = join(base, `${name}-n2`);
-    mkdirSync(d1);
-    mkdirSync(d2);
-    const logs1: string[] = [];
-    const logs2: string[] = [];
-    const reports2: ReplicationReport[] = [];
-    const withVersions = (v: VersionRange | undefined) => (v ? { protocolVersions: v } : {});
-    const rt1 = loopbackRuntime({ rfs: rfsConfig(d1), port, stateDir: join(base, `${name}-s1`), logs: logs1, moduleKey: KEY, ...withVersions(primary) });
-    const rt2 = loopbackRuntime({ rfs: rfsConfig(d2), port, stateDir: join(base, `${name}-s2`), logs: logs2, moduleKey: KEY, self: 'n2', ...withVersions(secondary) });
-    rt2.setRole('second', 'incremental', (r) => reports2.push(r));
-    await rt1.beforeScripts({ type: 'runScripts', id: 1, current: 'WAIT', next: 'ALONE', action: 'prim', calls: [{ script: 'start_prim' }] } as never);
-    rt1.setRole('prim', 'none', () => {});
-    const close = async (): Promise<void> => {
-      await rt1.afterScripts({ type: 'runScripts', id: 2, current: 'ALONE', next: 'STOP', action: 'stop', calls: [{ script: 'stop_prim' }] } as never);
-      await rt1.close();
-      await rt2.close();
-    };
-    return { rt1, rt2, d1, d2, logs1, logs2, reports2, close };
-  }
-
-  const tree = (dir: string): string[] =>
-    readdirSync(dir, { recursive: true, withFileTypes: true })
-      .map((e) => {
-        const p = join(e.parentPath, e.name);
-        return `${p.slice(dir.length)}${e.isFile() ? `=${readFileSync(p, 'utf8')}` : '/'}`;
-      })
-      .sort();
+  const pair = (name: string, primary: VersionRange | undefined, secondary: VersionRange | undefined) =>
+    runtimePair(base, name, { ...(primary ? { primary: { versions: primary } } : {}), ...(secondary ? { secondary: { versions: secondary } } : {}) });
 
   it('an older secondary (v1 only): the pair speaks v1 and replicates (async="second", live writes and a rename)', async () => {
     const p = await pair('v1', undefined, { min: 1, max: 1 });
@@ -226,7 +163,8 @@ describe('two real runtimes on loopback (TLS), the primary writing through its F
       assert.equal(p.rt2.status().protocolVersion, 1);
       await sh('sh', ['-c', `mkdir ${p.d1}/a && echo one > ${p.d1}/a/f && echo two > ${p.d1}/g && mv ${p.d1}/g ${p.d1}/a/h && sync ${p.d1}/a/h`]);
       await until(() => tree(p.d2).join() === tree(p.d1).join(), 'the copies identical');
-      assert.deepEqual(tree(p.d2), ['/a/', '/a/f=one\n', '/a/h=two\n']);
+      assert.deepEqual(tree(p.d2).map((l) => l.replace(/=.*/, '')), ['/a/', '/a/f', '/a/h']);
+      assert.equal(readFileSync(join(p.d2, 'a/h'), 'utf8'), 'two\n');
       assert.ok(p.logs1.includes('I Replication link to n2 established (protocol v1)'), p.logs1.join('\n'));
       assert.deepEqual(p.logs1.filter((l) => l.startsWith('E')), []);
     } finally {
@@ -275,4 +213,36 @@ describe('two real runtimes on loopback (TLS), the primary writing through its F
       }
     });
   }
+});
+
+describe('a secondary from before version negotiation (it takes a hello of exactly v2, closes on any other)', { skip: runtimeSkip() }, () => {
+  it('the primary says v2 at its next hello (logged once, as I), and the pair speaks v2', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'stayup-legacy-'));
+    const port = await freePorts('127.0.0.1');
+    const KEY = Buffer.alloc(32, 3);
+    const hellos: number[] = [];
+    // The secondary of the release before negotiation, as target.ts had it: exact version check.
+    const { server } = await scriptedSecondary(port, KEY, (f) => {
+      if (f.type !== 'hello' || f.version !== 2) return null;
+      hellos.push(f.version);
+      return { type: 'welcome', version: 2, node: 'n2', state: JSON.stringify({ sync: 'incremental', syncId: null, clean: true, lastSyncMs: null, hints: [] }) };
+    });
+    const logs: string[] = [];
+    const data = join(base, 'data');
+    mkdirSync(data);
+    const rt = loopbackRuntime({ rfs: rfsConfig(data, { nbremconn: 3 }), port, stateDir: join(base, 'state'), logs, moduleKey: KEY });
+    try {
+      rt.setRole('prim', 'none', () => {});
+      await until(() => rt.status().linkUp, 'the link', 10_000);
+      assert.equal(rt.status().protocolVersion, 2);
+      assert.deepEqual(hellos, [2]);
+      assert.deepEqual(logs.filter((l) => l.startsWith('E')), []);
+      assert.ok(logs.includes('I n2 closed the link on a hello of v3 without a welcome: a node from before version negotiation takes only v2, the next hello says v2'), logs.join('\n'));
+      assert.ok(logs.includes('I Replication link to n2 established (protocol v2, 1 connection: nbremconn 3 needs protocol v3)'), logs.join('\n'));
+    } finally {
+      await rt.close();
+      server.close();
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
 });

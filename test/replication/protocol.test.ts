@@ -12,6 +12,8 @@ const samples: Frame[] = [
   { type: 'rangeSumReq', id: 8, path: '0/big', blockSize: 65536, offset: 8n * 1048576n, length: 16n * 1048576n },
   { type: 'sum', id: 9, exists: 1, kind: 0, size: 4096n, sums: randomBytes(32) },
   { type: 'ack', count: 99n },
+  { type: 'stripes', count: 3 },
+  { type: 'join', session: '0f6c1e4a-session', index: 2, count: 3 },
 ];
 
 const wire = (f: Frame): Buffer => Buffer.concat(encodeFrame(f));

@@ -2,14 +2,13 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Server } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import type { Rfs } from '../../src/config/userconfig/types.ts';
 import type { ReplicationReport } from '../../src/engine/mirror-engine.ts';
 import { isStayupError } from '../../src/errors/stayup-error.ts';
 import { greetPeer } from '../../src/replication/handshake.ts';
 import { Journal } from '../../src/replication/journal.ts';
-import { connectLink, listenLinks, memoryLinkPair, type FrameLink } from '../../src/replication/link.ts';
+import { connectLink, memoryLinkPair } from '../../src/replication/link.ts';
 import { nativeAvailable } from '../../src/replication/native-binding.ts';
 import { ReplicationFilter } from '../../src/replication/paths.ts';
 import { PROTOCOL_VERSION, type Frame } from '../../src/replication/protocol.ts';
@@ -17,6 +16,7 @@ import { greetSecondary, type RfsRuntime } from '../../src/replication/rfs-runti
 import { ReplicationSource } from '../../src/replication/source.ts';
 import { StallWatchdog } from '../../src/replication/stall-watchdog.ts';
 import { freePorts, loopbackRuntime, rfsConfig } from '../daemon/rfs-harness.ts';
+import { scriptedSecondary } from './runtime-pair.ts';
 
 // The primary's link to a peer that misbehaves: one that stops acknowledging with its connection open
 // (the stall watchdog: sendtimeout, locktimeout), and one whose welcome is malformed (refused, nothing
@@ -122,28 +122,7 @@ describe('the runtime as primary against a misbehaving secondary (real TLS link 
   });
   after(() => rmSync(base, { recursive: true, force: true }));
 
-  /** A "secondary" listening where the primary connects: it answers the hello with `welcome`, then `then`. */
-  async function fakeSecondary(port: number, welcome: (hello: Frame) => Frame, then: (link: FrameLink, f: Frame) => void = () => {}): Promise<{ server: Server; links: FrameLink[] }> {
-    const links: FrameLink[] = [];
-    const server = await listenLinks({
-      host: '127.0.0.2',
-      port,
-      moduleKey: KEY,
-      module: 'm',
-      peerNode: 'n1',
-      onReject: () => {},
-      onLink: (link) => {
-        links.push(link);
-        let first = true;
-        link.onFrame((f) => {
-          if (first) link.send(welcome(f));
-          else then(link, f);
-          first = false;
-        });
-      },
-    });
-    return { server, links };
-  }
+  const fakeSecondary = (port: number, welcome: (hello: Frame) => Frame) => scriptedSecondary(port, KEY, welcome);
 
   const runtime = (port: number, rfs: Rfs, logs: string[], stateDir: string): RfsRuntime => loopbackRuntime({ rfs, port, stateDir, logs, moduleKey: KEY });
 
