@@ -17,9 +17,22 @@ type Rec =
   | { o: 'x'; p: string }
   | { o: 'r'; f: string; t: string; x: boolean };
 
+/**
+ * Records are written once per turn of the event loop, or when this many bytes wait: a first reintegration
+ * marks every file of the tree once (a million records, a thousand per directory listed in one turn), and
+ * one write() each was a million system calls on the daemon's thread. A turn's records still reach the
+ * page cache before the next turn, as they did one by one (the keep-aside of a node killed while alone
+ * reads them back).
+ */
+const APPEND_BATCH_BYTES = 64 * 1024;
+
 export class Journal {
   readonly dirty: DirtySet;
   private fd: number | null = null;
+  /** Records not written yet (see APPEND_BATCH_BYTES). */
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private writeScheduled = false;
   syncId: string | null = null;
 
   constructor(private readonly file: string, zoneBytes: number) {
@@ -98,6 +111,7 @@ export class Journal {
 
   /** Makes the journal durable (clean stop). */
   flush(): void {
+    this.writePending();
     if (this.fd !== null) fsyncSync(this.fd);
   }
 
@@ -118,10 +132,25 @@ export class Journal {
 
   private append(rec: unknown): void {
     if (this.fd === null) return;
-    writeSync(this.fd, `${JSON.stringify(rec)}\n`);
+    const line = `${JSON.stringify(rec)}\n`;
+    this.pending.push(line);
+    this.pendingBytes += line.length;
+    if (this.pendingBytes >= APPEND_BATCH_BYTES) this.writePending();
+    else if (!this.writeScheduled) {
+      this.writeScheduled = true;
+      setImmediate(() => this.writePending());
+    }
+  }
+
+  private writePending(): void {
+    this.writeScheduled = false;
+    if (this.fd !== null && this.pending.length > 0) writeSync(this.fd, this.pending.join(''));
+    this.pending = [];
+    this.pendingBytes = 0;
   }
 
   private closeFile(): void {
+    this.writePending();
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
   }

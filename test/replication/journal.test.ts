@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -25,6 +25,33 @@ test('a write to a big file journals only its new zones, without copying the fil
     const back = new Journal(join(dir, 'journal.jsonl'), zone);
     assert.ok(back.load());
     assert.equal(back.dirty.get('0/big')!.zones!.size, zones + 2, 'each zone journaled once, the two new ones too');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('records are written once per turn (or per batch); flush writes the rest and makes them durable', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stayup-journal-'));
+  try {
+    const file = join(dir, 'journal.jsonl');
+    const j = new Journal(file, 8 * 1024 * 1024);
+    j.reset('sync-1', 0);
+    for (let i = 0; i < 1000; i++) j.markAll(`0/d/f${i}`);
+    // Fewer than a batch's bytes in this turn: nothing written yet (a write() per record was a million
+    // system calls during a first reintegration, which marks every file once).
+    assert.equal(statSync(file).size, 0);
+    await new Promise((r) => setImmediate(r));
+    const afterTurn = statSync(file).size;
+    assert.ok(afterTurn > 0, 'the turn\'s records are written at its end');
+    for (let i = 1000; i < 5000; i++) j.markAll(`0/d/f${i}`);
+    assert.ok(statSync(file).size > afterTurn, 'a full batch is written at once');
+    j.flush();
+    const back = new Journal(file, 8 * 1024 * 1024);
+    assert.ok(back.load());
+    assert.equal(back.dirty.size, 5000);
+    j.markAll('0/d/last');
+    j.close();
+    assert.ok(back.load() && back.dirty.has('0/d/last'), 'close writes what is pending');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
