@@ -3,6 +3,7 @@
 // reintegration's writes and attributes, and the answers to its questions (a directory's entries, block
 // checksums). It runs in the apply worker (apply-worker.ts), or inline on the JS thread (target.ts).
 
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, constants as C, readSync, fstatSync, ftruncateSync, fdatasyncSync } from 'node:fs';
 import { errCode, type PeerFs, type StatNs } from './peer-fs.ts';
@@ -32,10 +33,28 @@ export interface ApplyOutput {
   mark(lastSyncMs: number): void;
 }
 
+/**
+ * Makes a replicated directory's whole file system durable (syncfs(2), through coreutils' `sync -f`: the
+ * peer helpers have no syncfs). A reintegration writes far more files than the descriptor cache holds (a
+ * first one, a million): those it closed on the way were never fsynced.
+ */
+export function syncFileSystemOf(rootFd: number): void {
+  // The daemon's descriptor, by its pid: `/proc/self` would be the child's, which may not inherit it.
+  execFileSync('sync', ['-f', `/proc/${process.pid}/fd/${rootFd}`], { stdio: 'ignore' });
+}
+
 export class FrameApplier {
   private readonly fds = new Map<string, number>();
 
-  constructor(private readonly o: { fs: PeerFs; roots: readonly TargetRoot[]; async: 'second' | 'none' }) {}
+  constructor(
+    private readonly o: {
+      fs: PeerFs;
+      roots: readonly TargetRoot[];
+      async: 'second' | 'none';
+      /** syncEnd's durability (tests observe it); default syncFileSystemOf. */
+      syncRoot?: (rootFd: number) => void;
+    },
+  ) {}
 
   /** Closes every cached descriptor. */
   closeFds(): void {
@@ -258,8 +277,10 @@ export class FrameApplier {
         return;
       }
       case 'syncEnd': {
-        // Everything before this frame is applied; make it durable before claiming to be a faithful copy.
+        // Everything before this frame is applied; make it durable before claiming to be a faithful copy:
+        // every file written since the last sync point, not only those whose descriptors are still cached.
         for (const fd of this.fds.values()) fs.fsync(fd, true);
+        for (const r of this.o.roots) (this.o.syncRoot ?? syncFileSystemOf)(r.rootFd);
         out.synced(f.syncId, Number(f.lastSyncMs));
         return;
       }
