@@ -71,3 +71,28 @@ describe('rfsverify at scale', () => {
     assert.equal(pool.peakQueued, 4);
   });
 });
+
+describe('rfsverify round trips', () => {
+  it('asks a file\'s checksums with its attributes (one round trip per file, not two)', async () => {
+    /** Counts the files whose checksums were asked while their attributes were still on the way. */
+    class Latent extends SyntheticSide {
+      private readonly statting = new Set<string>();
+      overlapped = 0;
+      override async stat(p: string): Promise<ObjectAttrs | null> {
+        this.statting.add(p);
+        await new Promise((r) => setImmediate(r));
+        this.statting.delete(p);
+        return super.stat(p);
+      }
+      override async sums(p: string): Promise<{ size: number; sums: Buffer } | null> {
+        if (this.statting.has(p)) this.overlapped++;
+        return super.sums();
+      }
+    }
+    const source = new Latent('n1', 3, 20);
+    const copy = new Latent('n2', 3, 20);
+    const r = await compareReplicas({ source, copy, dirs: [{ dir: '/data', filter: new ReplicationFilter([]) }] });
+    assert.equal(r.differing, 0);
+    assert.equal(copy.overlapped, 60);
+  });
+});
