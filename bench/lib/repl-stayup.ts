@@ -135,6 +135,20 @@ export class ReplicatedModule {
     await this.waitState(this.primary, 'PRIM', 120);
     await this.checkReady();
     await this.checkMounted();
+    await this.checkConnections();
+  }
+
+  /**
+   * The link carries the stream over nbremconn connections (`state -v`: "link up (protocol v3, 3
+   * connections)"), else the figures would be those of one connection under another name.
+   */
+  private async checkConnections(): Promise<void> {
+    const want = this.opts.nbremconn ?? 1;
+    const line = (await this.cluster.verbose(this.primary, MODULE)).split('\n').find((l) => l.startsWith('replication: ')) ?? '';
+    const m = /link up(?: \(protocol v(\d+)(?:, (\d+) connections)?\))?/.exec(line);
+    const got = m ? Number(m[2] ?? 1) : 0;
+    if (got !== want) throw new Error(`${this.primary}: the replication link has ${got} connection(s), nbremconn is ${want}: ${line || 'no replication line in state -v'}`);
+    this.log(`  stayup: ${line.slice(0, line.indexOf(', mounted'))}`);
   }
 
   async stop(): Promise<void> {
