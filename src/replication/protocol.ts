@@ -265,6 +265,19 @@ export function decodeFrame(body: Buffer): Frame {
  * Splits a byte stream into frame bodies. Feed it chunks as they arrive; it hands every complete frame body
  * to `onBody` (a view that stays valid: it is copied out of the stream buffer when it spans chunks).
  */
+/**
+ * Frame bodies FrameReader copied into a buffer of their own (a frame that spans reads of the socket): no
+ * other frame's bytes share their memory, so their buffer may be moved to another thread (transferred)
+ * instead of copied.
+ */
+const ownBodies = new WeakSet<ArrayBufferLike>();
+
+/** The memory of `b`, when it belongs to one frame body alone (see ownBodies), else null. */
+export function ownedBodyMemory(b: Uint8Array): ArrayBuffer | null {
+  const ab = b.buffer;
+  return ab instanceof ArrayBuffer && ownBodies.has(ab) ? ab : null;
+}
+
 export class FrameReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
@@ -298,7 +311,9 @@ export class FrameReader {
       this.buffered -= n;
       return out;
     }
-    const out = Buffer.allocUnsafe(n);
+    // Buffer.allocUnsafeSlow: memory of its own, never a slice of Node's shared pool.
+    const out = Buffer.allocUnsafeSlow(n);
+    ownBodies.add(out.buffer);
     let o = 0;
     while (o < n) {
       const c = this.chunks[0]!;
