@@ -306,8 +306,13 @@ export class StripedLink extends LinkEvents implements FrameLink {
   }
 }
 
-/** Frames waiting on one connection (it is ahead of the others) beyond this pause it; below half, it reads again. */
-export const STRIPE_QUEUE_BYTES = 32 * 1024 * 1024;
+/**
+ * Frames waiting on one connection (it is ahead of the others) beyond this pause it; below half, it reads
+ * again. The stream's connections share 64 MiB (at least 2 MiB each): memory does not grow with nbremconn.
+ */
+export function stripeQueueBytes(count: number): number {
+  return Math.max(2 * 1024 * 1024, Math.floor((64 * 1024 * 1024) / count));
+}
 
 /**
  * The secondary's end of a stream spread over `count` connections: frames arrive on each connection in
@@ -324,7 +329,7 @@ export class StripeReassembler {
   constructor(
     readonly count: number,
     private readonly deliver: (f: Frame) => void,
-    private readonly maxQueuedBytes = STRIPE_QUEUE_BYTES,
+    private readonly maxQueuedBytes = stripeQueueBytes(count),
   ) {
     this.queues = Array.from({ length: count }, () => ({ frames: [], head: 0, bytes: 0, full: false, link: null, paused: false }));
   }
