@@ -18,8 +18,8 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab } from '../src/lab/lab.ts';
-import { isAlive } from '../src/lab/sys.ts';
 import { lastReintegrationLine, nextReintegration, rejoinAsSecondary, waitModuleState, type ReintegrationFigures } from '../src/lab/stayup-cluster.ts';
+import { cleanUpOnExit, errText, readOptions, removeStaleLabs, say, usageFailure } from './lib/cli.ts';
 import { MODULE, ReplicatedModule } from './lib/repl-stayup.ts';
 import { compileHelper, RssSampler, TroubleWatch, type RssFigures } from './lib/scale-probe.ts';
 import { StayupCluster } from './lib/stayup.ts';
@@ -56,49 +56,26 @@ const USAGE = `usage: npm run bench:scale -- [options]
   --keep-lab       leave the lab (and its data) for debugging; \`stayup lab down --name NAME\` removes it
 `;
 
-function usage(msg: string): never {
-  process.stderr.write(`bench:scale: ${msg}\n${USAGE}`);
-  process.exit(2);
-}
+const usage = usageFailure('bench:scale', USAGE);
 
 function parseArgs(argv: string[]): Args {
   const given: Partial<Args> = {};
   let quick = false;
   let keepLab = false;
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i]!;
-    const [name, inline] = k.includes('=') ? [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)] : [k, undefined];
-    const int = (min: number): number => {
-      const v = inline ?? argv[++i];
-      if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) usage(`${name} needs an integer >= ${min}`);
-      return Number(v);
-    };
-    switch (name) {
-      case '--files': given.files = int(1000); break;
-      case '--per-dir': given.perDir = int(1); break;
-      case '--large': given.large = int(0); break;
-      case '--large-mib': given.largeMib = int(1); break;
+  readOptions(argv, { usage: USAGE, fail: usage }, (o) => {
+    switch (o.name) {
+      case '--files': given.files = o.int(1000); break;
+      case '--per-dir': given.perDir = o.int(1); break;
+      case '--large': given.large = o.int(0); break;
+      case '--large-mib': given.largeMib = o.int(1); break;
       case '--quick': quick = true; break;
       case '--keep-lab': keepLab = true; break;
-      case '-h':
-      case '--help':
-        process.stdout.write(USAGE);
-        process.exit(0);
-        break;
       default:
-        usage(`unknown option ${k}`);
+        usage(`unknown option ${o.given}`);
     }
-  }
+  });
   const defaults = quick ? { files: 20_000, perDir: 1000, large: 2, largeMib: 16 } : { files: 1_000_000, perDir: 1000, large: 4, largeMib: 256 };
   return { ...defaults, ...given, quick, keepLab };
-}
-
-const say = (line: string): void => {
-  process.stdout.write(`${line}\n`);
-};
-
-function errText(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n').filter((l) => l.trim() && !/^\s+at \S/.test(l)).join('\n');
 }
 
 function loadavg(): string {
@@ -113,17 +90,6 @@ function loadavg(): string {
 function usedBytes(): number {
   const s = statfsSync('/');
   return (s.blocks - s.bfree) * s.bsize;
-}
-
-/** Labs of earlier runs whose process is gone (killed with SIGKILL): removed. */
-async function removeStaleLabs(): Promise<void> {
-  for (const l of Lab.list()) {
-    if (!l.name.startsWith(LAB_PREFIX)) continue;
-    const pid = Number(l.name.slice(LAB_PREFIX.length));
-    if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) continue;
-    say(`removing the lab of an earlier run: ${l.name}`);
-    await Lab.down(l.name);
-  }
 }
 
 const r1 = (x: number): number => Math.round(x * 10) / 10;
@@ -165,20 +131,11 @@ async function main(): Promise<number> {
       const r = await Lab.down(name);
       if (r.found) say(`lab ${name} removed with its data in ${since(t0).toFixed(1)} s${r.warnings.length ? ` (warnings: ${r.warnings.join('; ')})` : ''}`);
     })());
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(sig, () => {
-      process.stderr.write(`\nbench:scale: ${sig}, removing the lab\n`);
-      void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-    });
-  }
-  process.on('unhandledRejection', (e) => {
-    process.stderr.write(`bench:scale: ${errText(e)}\n`);
-    void cleanup().finally(() => process.exit(1));
-  });
+  cleanUpOnExit('bench:scale', cleanup);
 
   const t0All = Date.now();
   try {
-    await removeStaleLabs();
+    await removeStaleLabs(LAB_PREFIX);
     lab = await Lab.up({ name, servers: 2 });
     const L = lab;
     const [node1, node2] = [L.servers[0]!, L.servers[1]!];
@@ -187,8 +144,10 @@ async function main(): Promise<number> {
     const cluster = new StayupCluster(L);
     const mod = new ReplicatedModule(L, cluster, say, { dir: SCALE_DIR, async: 'second' });
     const watch = new TroubleWatch(L, MODULE);
-    /** Runs a step with the RSS sampler on and the module logs checked for trouble afterwards. */
-    /** `expected`: trouble lines the step causes on purpose (a killed server's peer sees it go). */
+    /**
+     * Runs a step with the RSS sampler on and the module logs checked for trouble afterwards. `expected`:
+     * trouble lines the step causes on purpose (a killed server's peer sees it go).
+     */
     const step = async (key: string, run: () => Promise<Json>, expected?: RegExp): Promise<void> => {
       sampler = new RssSampler(L);
       let figures: Json = {};
@@ -207,6 +166,11 @@ async function main(): Promise<number> {
       }
     };
     const reintegration = (f: ReintegrationFigures): Json => ({ scope: f.scope, files: f.files, bytes_sent: f.bytesSent, duration_ms: f.durationMs });
+    /** A resync step's line and figures: `s` from the secondary's start to SECOND (Ready). */
+    const resynced = (what: string, s: number, ch: Json, fig: ReintegrationFigures): Json => {
+      say(`  changes made in ${String(ch.seconds)} s (${JSON.stringify(ch)}); ${node2} SECOND (Ready) ${s.toFixed(2)} s after ${what}: ${fig.scope}: ${fig.files} files, ${fig.bytesSent} bytes sent (${String(ch.bytes_written)} written) in ${fig.durationMs} ms`);
+      return { resync_s: r3(s), changes: ch, reintegration: reintegration(fig) };
+    };
     const change = async (c: typeof CLEAN_CHANGES, gen: number): Promise<Json> => {
       const r = await L.exec(node1, [helper, 'change', SCALE_DIR, String(args.files), String(args.perDir), String(c.change), String(c.create), String(c.remove), String(c.rename), String(gen)], { timeoutMs: 600_000 });
       if (r.code !== 0) throw new Error(`scale-helper change exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
@@ -262,9 +226,7 @@ async function main(): Promise<number> {
       await waitModuleState(L, node2, MODULE, 'SECOND', longWaitS);
       await waitModuleState(L, node1, MODULE, 'PRIM', 600);
       const s = since(t);
-      const fig = await nextReintegration(L, node1, MODULE, prev, 60_000);
-      say(`  changes made in ${ch.seconds} s (${JSON.stringify(ch)}); SECOND (Ready) after ${s.toFixed(2)} s: ${fig.scope}: ${fig.files} files, ${fig.bytesSent} bytes sent (${ch.bytes_written} written) in ${fig.durationMs} ms`);
-      return { resync_s: r3(s), changes: ch, reintegration: reintegration(fig) };
+      return resynced('its start', s, ch, await nextReintegration(L, node1, MODULE, prev, 60_000));
     });
 
     // ---- 4. the secondary's server killed (unclean), a few changes, back
@@ -275,9 +237,7 @@ async function main(): Promise<number> {
       const ch = await change(CRASH_CHANGES, 2);
       const t = process.hrtime.bigint();
       const fig = await rejoinAsSecondary(L, node2, MODULE, node1, longWaitS);
-      const s = since(t);
-      say(`  changes made in ${ch.seconds} s; ${node2} SECOND (Ready) ${s.toFixed(2)} s after its boot began (daemon start included): ${fig.scope}: ${fig.files} files, ${fig.bytesSent} bytes sent in ${fig.durationMs} ms`);
-      return { resync_s: r3(s), changes: ch, reintegration: reintegration(fig) };
+      return resynced('its boot began (daemon start included)', since(t), ch, fig);
     }, KILLED_PEER);
 
     // ---- 5. rfsverify over the whole set

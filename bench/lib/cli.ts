@@ -94,3 +94,20 @@ export async function removeStaleLabs(prefix: string): Promise<void> {
     await Lab.down(l.name);
   }
 }
+
+/**
+ * Ctrl-C, SIGTERM, SIGHUP and an unhandled rejection run `cleanup` (the lab goes) before the bench exits
+ * (130 after SIGINT, 143 after the others, 1 after a rejection).
+ */
+export function cleanUpOnExit(bench: string, cleanup: () => Promise<void>): void {
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`\n${bench}: ${sig}, removing the lab\n`);
+      void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+    });
+  }
+  process.on('unhandledRejection', (e) => {
+    process.stderr.write(`${bench}: ${errText(e)}\n`);
+    void cleanup().finally(() => process.exit(1));
+  });
+}

@@ -34,7 +34,7 @@ class SyntheticSide implements ReplicaSide {
     return { type, mode: 0o644, uid: 0, gid: 0, size: 0, mtimeNs: 0n, target: '' };
   }
 
-  async sums(): Promise<{ size: number; sums: Buffer } | null> {
+  async sums(_p: string): Promise<{ size: number; sums: Buffer } | null> {
     this.listedAtFirstSums ??= this.listed;
     await Promise.resolve();
     return { size: 0, sums: Buffer.alloc(0) };
@@ -86,7 +86,7 @@ describe('rfsverify round trips', () => {
       }
       override async sums(p: string): Promise<{ size: number; sums: Buffer } | null> {
         if (this.statting.has(p)) this.overlapped++;
-        return super.sums();
+        return super.sums(p);
       }
     }
     const source = new Latent('n1', 3, 20);
