@@ -25,9 +25,10 @@ export interface LabMirrorOptions {
   startService?: boolean;
   /**
    * Replicated directories (<rfs>), with the acknowledgement mode and the journal's zone size
-   * (ruzone_blocksize, and reipacketsize with it: the zone must be a multiple of it; default 8 MiB both).
+   * (ruzone_blocksize, and reipacketsize with it: the zone must be a multiple of it; default 8 MiB both),
+   * sendtimeout, and nbremconn (the stream's connections).
    */
-  rfs?: { dirs: string[]; async?: 'second' | 'none'; zoneBytes?: number; sendTimeout?: string };
+  rfs?: { dirs: string[]; async?: 'second' | 'none'; zoneBytes?: number; sendTimeout?: string; nbremconn?: number };
   /** Module scripts and files of bin/ that replace the lab service's (e.g. a database's start_prim/stop_prim). */
   bin?: Record<string, string>;
   /** More <var> of <user>, for the scripts. */
@@ -101,7 +102,7 @@ export function labMirrorUserConfig(o: LabMirrorOptions): string {
   const errd = o.errdPolltimer
     ? `  <errd polltimer="${o.errdPolltimer}">\n    <proc name="python3" argregex="lab-service\\.py ${o.servicePort ?? 7000}" atleast="1" action="restart" class="prim" />\n  </errd>\n`
     : '';
-  const rfsAttrs = (o.rfs?.zoneBytes ? ` reipacketsize="${o.rfs.zoneBytes}" ruzone_blocksize="${o.rfs.zoneBytes}"` : '') + (o.rfs?.sendTimeout ? ` sendtimeout="${o.rfs.sendTimeout}"` : '');
+  const rfsAttrs = (o.rfs?.zoneBytes ? ` reipacketsize="${o.rfs.zoneBytes}" ruzone_blocksize="${o.rfs.zoneBytes}"` : '') + (o.rfs?.sendTimeout ? ` sendtimeout="${o.rfs.sendTimeout}"` : '') + (o.rfs?.nbremconn ? ` nbremconn="${o.rfs.nbremconn}"` : '');
   const rfs = o.rfs
     ? `  <rfs async="${o.rfs.async ?? 'second'}"${rfsAttrs}>\n${o.rfs.dirs.map((d) => `    <replicated dir="${d}" mode="read_only" />`).join('\n')}\n  </rfs>\n`
     : '';
