@@ -262,10 +262,6 @@ export function decodeFrame(body: Buffer): Frame {
 }
 
 /**
- * Splits a byte stream into frame bodies. Feed it chunks as they arrive; it hands every complete frame body
- * to `onBody` (a view that stays valid: it is copied out of the stream buffer when it spans chunks).
- */
-/**
  * Frame bodies FrameReader copied into a buffer of their own (a frame that spans reads of the socket): no
  * other frame's bytes share their memory, so their buffer may be moved to another thread (transferred)
  * instead of copied.
@@ -278,6 +274,10 @@ export function ownedBodyMemory(b: Uint8Array): ArrayBuffer | null {
   return ab instanceof ArrayBuffer && ownBodies.has(ab) ? ab : null;
 }
 
+/**
+ * Splits a byte stream into frame bodies. Feed it chunks as they arrive; it hands every complete frame body
+ * to `onBody` (a view that stays valid: it is copied out of the stream buffer when it spans chunks).
+ */
 export class FrameReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
