@@ -28,6 +28,7 @@ const LAB_PREFIX = 'scalebench-';
 /** The replicated directory (each server's private /var/lib/app). */
 const SCALE_DIR = '/var/lib/app/scale';
 const HELPER_SOURCE = fileURLToPath(new URL('./lib/scale-helper.c', import.meta.url));
+const LONG_API_CALL = fileURLToPath(new URL('./lib/long-api-call.mjs', import.meta.url));
 /** The data set's age: older than the unclean reintegration's 1 h grace, as a module's data usually is. */
 const DATA_AGE_S = 7 * 24 * 3600;
 
@@ -243,15 +244,17 @@ async function main(): Promise<number> {
     // ---- 5. rfsverify over the whole set
     say(`\n== 5. stayup rfsverify -m ${MODULE} on ${node2}`);
     await step('rfsverify', async () => {
+      // The daemon's API rather than `stayup rfsverify`: the CLI's request gives up after 300 s without an
+      // answer (undici's headersTimeout), shorter than a comparison of a million files.
       const t = process.hrtime.bigint();
-      const r = await cluster.cli(node2, ['rfsverify', '-m', MODULE], 24 * 3_600_000);
+      const r = await L.exec(node2, [process.execPath, LONG_API_CALL, `/api/v1/modules/${MODULE}/rfsverify`], { timeoutMs: 24 * 3_600_000 });
       const s = since(t);
-      const out = (r.stdout || r.stderr).trim();
-      const summary = out.split('\n').pop() ?? '';
-      const m = /(\d+) files, (\d+) directories compared .* in ([\d.]+) s; (\d+) paths? differ/.exec(summary);
-      say(`  exit ${r.code} after ${s.toFixed(1)} s: ${summary}`);
-      if (r.code !== 0 || !m || Number(m[4]) !== 0) throw new Error(`rfsverify exited ${r.code}: ${out.split('\n').slice(-12).join('\n')}`);
-      return { verify_s: r3(s), files: Number(m[1]), directories: Number(m[2]), differing: Number(m[4]), summary };
+      if (r.code !== 0) throw new Error(`rfsverify (API) failed: ${(r.stderr || r.stdout).trim()}`);
+      const { status, body } = JSON.parse(r.stdout) as { status: number; body: { differing?: number; compared?: { files: number; directories: number }; durationMs?: number; differences?: Array<{ path: string; reasons: string[] }>; message?: string } };
+      const c = body.compared;
+      say(`  HTTP ${status} after ${s.toFixed(1)} s: ${c ? `${c.files} files, ${c.directories} directories compared in ${((body.durationMs ?? 0) / 1000).toFixed(1)} s; ${body.differing} paths differ` : body.message}`);
+      if (status !== 200 || !c || body.differing !== 0) throw new Error(`rfsverify: HTTP ${status}: ${JSON.stringify(body).slice(0, 1500)}`);
+      return { verify_s: r3(s), files: c.files, directories: c.directories, differing: body.differing, compare_ms: body.durationMs };
     });
 
     await mod.stop().catch((e: unknown) => say(`  stop: ${errText(e).split('\n')[0]}`));
