@@ -18,6 +18,7 @@
 import { constants } from 'node:fs';
 import { copyFile, lchown, lstat, lutimes, mkdir, opendir, readlink, statfs, symlink, chmod } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { changedAtMs } from './change-time.ts';
 import { replPath, splitReplPath } from './paths.ts';
 
 export interface KeepAsideDir {
@@ -29,10 +30,15 @@ export interface KeepAsideDir {
 
 export interface KeepAsideRequest {
   dirs: KeepAsideDir[];
-  /** Replication paths the journal lists as changed on this node (files; directories are walked for mtime). */
+  /** Replication paths the journal lists as changed on this node (files; directories are walked for change times). */
   journalPaths: Iterable<string>;
-  /** Files modified at or after this time (ms since the epoch) are kept too; null: journal paths only. */
+  /**
+   * Files changed (data or metadata, see change-time.ts) at or after this time, minus the margin (ms since
+   * the epoch), are kept too; null: journal paths only.
+   */
   changedSinceMs: number | null;
+  /** The margin before changedSinceMs (default CHANGED_MARGIN_MS; tests shorten it). */
+  changedMarginMs?: number;
   /**
    * Folder name under `<dir>.stayup-kept/` (a date, made safe for file names). One per episode of
    * divergence: a keep-aside interrupted and run again finds its earlier copies and leaves them.
@@ -69,7 +75,7 @@ export async function keepAside(req: KeepAsideRequest): Promise<KeepAsideReport>
   const wanted = new Set<string>();
   for (const p of req.journalPaths) wanted.add(p);
   if (req.changedSinceMs !== null) {
-    const cutoff = req.changedSinceMs - CHANGED_MARGIN_MS;
+    const cutoff = req.changedSinceMs - (req.changedMarginMs ?? CHANGED_MARGIN_MS);
     for (let i = 0; i < req.dirs.length; i++) await collectChanged(req.dirs[i]!.underPath, i, '', cutoff, wanted);
   }
   for (const p of [...wanted].sort()) {
@@ -116,7 +122,7 @@ export async function keepAside(req: KeepAsideRequest): Promise<KeepAsideReport>
   return report;
 }
 
-/** Adds the files under `abs` modified at or after cutoffMs to `out`. */
+/** Adds the files under `abs` changed (data or metadata, see change-time.ts) at or after cutoffMs to `out`. */
 async function collectChanged(abs: string, dirIndex: number, rel: string, cutoffMs: number, out: Set<string>): Promise<void> {
   let dir;
   try {
@@ -132,7 +138,7 @@ async function collectChanged(abs: string, dirIndex: number, rel: string, cutoff
       continue;
     }
     try {
-      if ((await lstat(childAbs)).mtimeMs >= cutoffMs) out.add(replPath(dirIndex, childRel));
+      if (changedAtMs(await lstat(childAbs)) >= cutoffMs) out.add(replPath(dirIndex, childRel));
     } catch {
       // gone meanwhile
     }

@@ -25,6 +25,7 @@ import type { Server } from 'node:tls';
 import type { Rfs } from '../config/userconfig/types.ts';
 import type { ReplicationRole, ReplicationSync } from '../mirror/types.ts';
 import type { ReplicationPort, ReplicationReport, ReplicationStatus, RunScriptsEffect } from '../engine/mirror-engine.ts';
+import { changedAtMs } from './change-time.ts';
 import { isStayupError, StayupError } from '../errors/stayup-error.ts';
 import { greet, greetPeer, protocolError } from './handshake.ts';
 import { Journal } from './journal.ts';
@@ -656,7 +657,7 @@ export class RfsRuntime implements ReplicationPort {
           if (e.isDirectory()) walk(join(abs, e.name), childRel);
           else {
             try {
-              if (lstatSync(join(abs, e.name)).mtimeMs > cutoffMs) out.push(replPath(i, childRel));
+              if (changedAtMs(lstatSync(join(abs, e.name))) > cutoffMs) out.push(replPath(i, childRel));
             } catch {
               // gone meanwhile
             }

@@ -16,6 +16,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { closeSync, constants as C, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { changedAtNs } from './change-time.ts';
 import type { FrameLink } from './link.ts';
 import type { Journal } from './journal.ts';
 import { FINE_BYTES, type DirtyEntry } from './dirty-set.ts';
@@ -641,10 +642,11 @@ export class ReplicationSource {
         if (theirs.has(name)) this.send({ type: 'rmtree', path: child });
         j.markAll(child);
       } else if (deep && type === 'file') {
-        // Unclean reintegration: only files modified since the cutoff are compared.
+        // Unclean reintegration: only files changed since the cutoff are compared (data or metadata: see
+        // change-time.ts).
         if (r && !r.fullCompare && r.cutoffNs !== null) {
           const cst = this.lstat(child);
-          if (cst && cst.mtimeNs <= r.cutoffNs) continue;
+          if (cst && changedAtNs(cst) <= r.cutoffNs) continue;
         }
         j.markAll(child);
       } else if (deep) j.markAll(child);

@@ -2,6 +2,7 @@
 // before its reintegration overwrites them: journal paths and files changed since it left sync.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdtempSync, mkdirSync, writeFileSync, symlinkSync, utimesSync, readFileSync, readlinkSync, statSync, existsSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,10 +20,17 @@ function setup(): { root: string; data: string; other: string } {
 test('journal paths and files changed since the node left sync are kept with their metadata; older files are not', async () => {
   const { root, data, other } = setup();
   try {
-    const leftSyncMs = Date.now() - 3_600_000;
-    const old = new Date(leftSyncMs - CHANGED_MARGIN_MS - 60_000);
+    // A change time cannot be set back: the old file is written first, and the node "leaves sync" after it
+    // (with no margin: CHANGED_MARGIN_MS is for clocks, not for this test).
+    const old = new Date(Date.now() - CHANGED_MARGIN_MS - 60_000);
     writeFileSync(join(data, 'old.txt'), 'old');
     utimesSync(join(data, 'old.txt'), old, old);
+    await sleep(30);
+    const leftSyncMs = Date.now();
+    await sleep(30);
+    // Written since, its modification time set back as tar -x or cp -p do: its change time tells.
+    writeFileSync(join(data, 'restored.txt'), 'restored by tar');
+    utimesSync(join(data, 'restored.txt'), old, old);
     writeFileSync(join(data, 'journaled-old.txt'), 'listed by the journal although its mtime is old');
     utimesSync(join(data, 'journaled-old.txt'), old, old);
     writeFileSync(join(data, 'sub', 'deep', 'new.bin'), Buffer.alloc(70_000, 7));
@@ -37,11 +45,12 @@ test('journal paths and files changed since the node left sync are kept with the
       ],
       journalPaths: ['0/journaled-old.txt', '0/removed-since.txt', '0/sub'],
       changedSinceMs: leftSyncMs,
+      changedMarginMs: 0,
       stamp,
     });
-    assert.deepEqual(r.paths, ['0/journaled-old.txt', '0/sub/deep/new.bin', '0/sub/link', '1/second-dir.log']);
-    assert.equal(r.files, 4);
-    assert.equal(r.bytes, 'listed by the journal although its mtime is old'.length + 70_000 + 'in the second replicated directory'.length);
+    assert.deepEqual(r.paths, ['0/journaled-old.txt', '0/restored.txt', '0/sub/deep/new.bin', '0/sub/link', '1/second-dir.log']);
+    assert.equal(r.files, 5);
+    assert.equal(r.bytes, 'listed by the journal although its mtime is old'.length + 'restored by tar'.length + 70_000 + 'in the second replicated directory'.length);
     assert.deepEqual(r.notKept, []);
     const k0 = keptFolder(data, stamp);
     assert.deepEqual(r.folders, [k0, keptFolder(other, stamp)]);

@@ -61,8 +61,13 @@ for (const fd of fds) fs.closeSync(fd);
 `;
 
 function runOps(mount: string, seed: number, count: number): Promise<void> {
+  return inChild(WORKER, mount, String(seed), String(count));
+}
+
+/** Runs `script` in a child Node process (file operations on the mount cannot come from this thread). */
+function inChild(script: string, ...args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ['-e', WORKER, mount, String(seed), String(count)], { stdio: ['ignore', 'inherit', 'pipe'] });
+    const c = spawn(process.execPath, ['-e', script, ...args], { stdio: ['ignore', 'inherit', 'pipe'] });
     let err = '';
     c.stderr.on('data', (d: Buffer) => (err += d.toString()));
     c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`worker exit ${code}: ${err}`))));
@@ -233,6 +238,40 @@ describe('two replicas over a real mount: random operation sequences leave ident
     await settle();
     assert.deepEqual(lost, []);
     assertSame(mount.underPath, B, 'after the reintegration of an unclean secondary');
+  });
+
+  it('a crash of the primary: files changed since the last sync are compared by change time, not only mtime', async () => {
+    source.detach('test cut');
+    lost.length = 0;
+    await inChild(String.raw`
+      const fs = require('fs'), path = require('path');
+      const old = path.join(process.argv[1], 'old-file');
+      fs.writeFileSync(old, 'old');
+      fs.utimesSync(old, 2000, 2000);
+    `, A);
+    await attach({});
+    await settle();
+    source.detach('test cut');
+    lost.length = 0;
+    // While the peer is away: a file written and given back an old modification time (what tar -x, cp -p
+    // and rsync -t do), and an existing file whose mode alone changes. Both keep an mtime far before the
+    // last sync point; only their change time (ctime) says they changed.
+    // Through the mount from a child process: this thread answers the mount.
+    await inChild(String.raw`
+      const fs = require('fs'), path = require('path');
+      const [root] = process.argv.slice(1);
+      const restored = path.join(root, 'restored-by-tar');
+      fs.writeFileSync(restored, 'contents the secondary has never seen');
+      fs.utimesSync(restored, 1000, 1000);
+      fs.chmodSync(path.join(root, 'old-file'), 0o604);
+    `, A);
+    // The primary crashed: its journal is not trusted. The secondary's last sync is a minute old.
+    journal.dirty.clear();
+    journal.reset(null, Date.now());
+    await attach({ syncId: 'an-older-sync-point', clean: false, lastSyncMs: Date.now() - 60_000 });
+    await settle();
+    assert.deepEqual(lost, []);
+    assertSame(mount.underPath, B, 'after an unclean reintegration with back-dated changes');
   });
 
   it('full reintegration copies only the blocks that differ', async () => {
