@@ -1,10 +1,11 @@
 // npm run bench -- [--only failover|replication|scale] [--scale] [--quick]
 //
 // Every bench in sequence (bench/failover.ts, then bench/replication.ts), each in its own Node process with
-// its default options (--quick: the smoke-run options of each). bench/scale.ts (a million files: about an
-// hour and 10 GB of disk) runs only when asked: `--scale` (after the others) or `--only scale`. Their lines are passed through as they come;
-// the last line of stdout is one JSON object holding each bench's own last-line JSON (null when a bench
-// printed none) and exit code. Exit code: the worst of the benches' (2 on bad usage).
+// its default options (--quick: the smoke-run options of each). bench/scale.ts (a million files: 20 to 45
+// minutes and 10 GB of disk) runs only when asked: `--scale` (after the others) or `--only scale`. Their
+// lines are passed through as they come; the last line of stdout is one JSON object holding each bench's own
+// last-line JSON (null when a bench printed none) and exit code. Exit code: the worst of the benches' (2 on
+// bad usage).
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
