@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, constants as C, readSync, fstatSync, ftruncateSync, fdatasyncSync } from 'node:fs';
 import { errCode, type PeerFs, type StatNs } from './peer-fs.ts';
-import { packEntries, type EntryType, type Frame } from './protocol.ts';
+import { packEntries, unpackXattrs, type EntryType, type Frame } from './protocol.ts';
 import { replPathProblem, splitReplPath } from './paths.ts';
 
 /** Block checksums: the first 16 bytes of SHA-256 (SHA-NI makes it ~1.4 GiB/s here). */
@@ -276,6 +276,34 @@ export class FrameApplier {
         fs.utimensAt(root, rel, null, f.mtimeNs);
         return;
       }
+      case 'xattrs': {
+        // The set the primary holds: names it lacks go, the others get its values (unchanged ones are left:
+        // a write would change the ctime for nothing). A file system without extended attributes on this
+        // side is fine when the set is empty.
+        const { root, rel } = this.where(f.path);
+        const wanted = unpackXattrs(f.entries);
+        let have: string[];
+        try {
+          have = fs.listxattrAt(root, rel);
+        } catch (e) {
+          if (wanted.length === 0 && (errCode(e) === 'ENOTSUP' || errCode(e) === 'EOPNOTSUPP')) return;
+          throw e;
+        }
+        const names = new Set(wanted.map((x) => x.name));
+        for (const name of have) if (!names.has(name)) fs.removexattrAt(root, rel, name);
+        for (const x of wanted) {
+          let current: Buffer | null = null;
+          if (have.includes(x.name)) {
+            try {
+              current = fs.getxattrAt(root, rel, x.name);
+            } catch (e) {
+              if (errCode(e) !== 'ENODATA') throw e;
+            }
+          }
+          if (!current || !current.equals(x.value)) fs.setxattrAt(root, rel, x.name, x.value, 0);
+        }
+        return;
+      }
       case 'syncEnd': {
         // Everything before this frame is applied; make it durable before claiming to be a faithful copy:
         // every file written since the last sync point, not only those whose descriptors are still cached.
@@ -385,7 +413,7 @@ export type ApplyResult =
 
 /** What a frame weighs while it waits to be applied (payloads, plus a little for the rest). */
 export function frameBytes(f: Frame): number {
-  return 64 + ('data' in f ? f.data.length : 0) + ('value' in f ? f.value.length : 0);
+  return 64 + ('data' in f ? f.data.length : 0) + ('value' in f ? f.value.length : 0) + ('entries' in f ? f.entries.length : 0);
 }
 
 /**

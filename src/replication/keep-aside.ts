@@ -59,8 +59,14 @@ export interface KeepAsideReport {
 
 /** Keep at least this fraction of the filesystem free (the reintegration itself needs room). */
 export const MIN_FREE_FRACTION = 0.05;
-/** Writes within this margin before the last sync may not have reached the peer (clock skew, marks). */
-export const CHANGED_MARGIN_MS = 60_000;
+/**
+ * Files changed this long before the node left sync count as changed too. The date and the change times
+ * come from this node's own clock, so no skew between nodes is involved: the margin covers the time
+ * stamps' granularity and the moment between a write and the recording of the date. It is short because a
+ * change time also moves when the replication stream writes a file: files received just before a split
+ * brain are kept aside needlessly (never wrongly). The journal lists this node's own earlier writes.
+ */
+export const CHANGED_MARGIN_MS = 5_000;
 
 export function keptFolder(dir: string, stamp: string): string {
   return join(`${dir.replace(/\/+$/, '')}.stayup-kept`, stamp);

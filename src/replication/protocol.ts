@@ -11,7 +11,9 @@
 // the frame type and the field, and the connection is dropped (nothing of that frame is applied).
 
 // Versions: v1 the first stream; v2 adds `applied` (the secondary says what it has applied, not only
-// received); v3 adds `stripes` and `join` (the stream spread over several connections: nbremconn). A node speaks a range of versions: a rolling upgrade leaves one node older for a while.
+// received); v3 adds `stripes` and `join` (the stream spread over several connections: nbremconn); v4
+// adds `xattrs` (a reintegration brings extended attributes over). A node speaks a range of versions: a
+// rolling upgrade leaves one node older for a while.
 //
 // Negotiation. The hello keeps the exact layout every earlier version decodes (version, module, node,
 // session): decodeFrame refuses bytes after the last field and unknown frame types, so a new field, or a
@@ -24,13 +26,15 @@
 // secondary also puts its range in the welcome's JSON state (`versions`, ignored by older primaries), so
 // the primary's error can name both ranges. From the welcome on both ends speak the chosen version.
 /** The highest protocol version this code speaks (the hello's version). */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** The lowest protocol version this code still speaks. */
 export const PROTOCOL_MIN_VERSION = 1;
 /** From this version on, the secondary sends `applied` frames. */
 export const APPLIED_SINCE_VERSION = 2;
 /** From this version on, the stream may be spread over several connections (`stripes`, `join`). */
 export const STRIPES_SINCE_VERSION = 3;
+/** From this version on, a reintegration sends each compared object's extended attributes (`xattrs`). */
+export const XATTRS_SINCE_VERSION = 4;
 /** At most this many connections carry one stream (<rfs nbremconn> allows 1..64). */
 export const MAX_STRIPES = 64;
 
@@ -127,6 +131,11 @@ const SCHEMAS = {
    * window by window, or only the zones its journal marked.
    */
   rangeSumReq: [39, { id: 'u32', path: 'str', blockSize: 'u32', offset: 'i64', length: 'i64' }],
+  /**
+   * Reintegration (v4): the object's extended attributes become exactly these (packXattrs): the others are
+   * removed. Live changes go as setxattr/removexattr; this brings over what changed while the peer was away.
+   */
+  xattrs: [40, { path: 'str', entries: 'bytes' }],
   // target -> source
   welcome: [50, { version: 'u32', node: 'str', state: 'str' }],
   ack: [51, { count: 'i64' }],
@@ -356,6 +365,40 @@ export function unpackEntries(b: Buffer): Array<{ name: string; type: EntryType 
     if (o + n > b.length) throw new ProtocolError('list: truncated entry name');
     out.push({ name: b.subarray(o, o + n).toString('utf8'), type });
     o += n;
+  }
+  return out;
+}
+
+/** Extended attributes for an `xattrs` frame: per entry u32 name length, name, u32 value length, value. */
+export function packXattrs(entries: ReadonlyArray<{ name: string; value: Buffer }>): Buffer {
+  const parts: Buffer[] = [];
+  for (const e of entries) {
+    const name = Buffer.from(e.name, 'utf8');
+    const h = Buffer.allocUnsafe(4);
+    h.writeUInt32LE(name.length, 0);
+    const v = Buffer.allocUnsafe(4);
+    v.writeUInt32LE(e.value.length, 0);
+    parts.push(h, name, v, e.value);
+  }
+  return Buffer.concat(parts);
+}
+
+export function unpackXattrs(b: Buffer): Array<{ name: string; value: Buffer }> {
+  const out: Array<{ name: string; value: Buffer }> = [];
+  let o = 0;
+  const take = (what: string): Buffer => {
+    if (o + 4 > b.length) throw new ProtocolError(`frame xattrs: ${what} length runs past the end`);
+    const n = b.readUInt32LE(o);
+    o += 4;
+    if (o + n > b.length) throw new ProtocolError(`frame xattrs: ${what} runs past the end`);
+    const part = b.subarray(o, o + n);
+    o += n;
+    return part;
+  };
+  while (o < b.length) {
+    const name = take('name').toString('utf8');
+    if (name === '' || name.includes('\0')) throw new ProtocolError('frame xattrs: an empty name or one with a NUL');
+    out.push({ name, value: Buffer.from(take('value')) });
   }
   return out;
 }

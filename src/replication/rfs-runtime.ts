@@ -38,7 +38,7 @@ import { ReplicationSource, type ResyncStats, type TargetState } from './source.
 import { StallWatchdog } from './stall-watchdog.ts';
 import { ReplicationTarget } from './target.ts';
 import type { LiveOp } from './live-op.ts';
-import { APPLIED_SINCE_VERSION, MAX_STRIPES, PRE_NEGOTIATION_VERSION, STRIPES_SINCE_VERSION, SUPPORTED_VERSIONS, type VersionRange } from './protocol.ts';
+import { APPLIED_SINCE_VERSION, MAX_STRIPES, PRE_NEGOTIATION_VERSION, STRIPES_SINCE_VERSION, SUPPORTED_VERSIONS, XATTRS_SINCE_VERSION, type VersionRange } from './protocol.ts';
 import { answerVerifyLink, compareReplicas, COMPARE_BLOCK_BYTES, LocalReplica, RemoteReplica, type CompareMode, type ReplicaComparison } from './verify.ts';
 
 export interface RfsMount {
@@ -310,6 +310,7 @@ export class RfsRuntime implements ReplicationPort {
     this.source = new ReplicationSource({
       dirs: this.o.rfs.replicated.map((rep, i) => ({
         underPath: mounts[i]?.underPath ?? rep.dir,
+        ...(mounts[i] ? { rootFd: mounts[i]!.rootFd } : {}),
         filter: new ReplicationFilter(rep.notReplicated),
         reply: (job, errno) => mounts[i]?.reply(job, errno),
       })),
@@ -320,6 +321,7 @@ export class RfsRuntime implements ReplicationPort {
       uncleanGraceMs: UNCLEAN_GRACE_MS,
       lastSyncMs: () => this.record.get().lastSyncMs,
       acksOnReceipt: this.o.rfs.async === 'second',
+      xattrFs: this.o.native.fs,
       nowMs: () => performance.now(),
       events: {
         log: (level, message) => this.o.log(level, message),
@@ -430,7 +432,7 @@ export class RfsRuntime implements ReplicationPort {
         const connections = asked > 1 && this.streamConnections === 1 ? `, 1 connection: nbremconn ${asked} needs protocol v${STRIPES_SINCE_VERSION}` : this.streamConnections > 1 ? `, ${this.streamConnections} connections` : '';
         this.o.log('I', `Replication link to ${this.o.peer} established (protocol v${version}${connections})`);
         this.watchdog.reset();
-        source.attach(stream, state, { peerReportsApplied: version >= APPLIED_SINCE_VERSION });
+        source.attach(stream, state, { peerReportsApplied: version >= APPLIED_SINCE_VERSION, peerTakesXattrs: version >= XATTRS_SINCE_VERSION });
       })
       .catch(() => this.scheduleConnect());
   }

@@ -20,7 +20,8 @@ import { changedAtNs } from './change-time.ts';
 import type { FrameLink } from './link.ts';
 import type { Journal } from './journal.ts';
 import { FINE_BYTES, type DirtyEntry } from './dirty-set.ts';
-import { unpackEntries, type Frame, type FrameOf } from './protocol.ts';
+import { packXattrs, unpackEntries, type Frame, type FrameOf } from './protocol.ts';
+import { errCode, type PeerFs } from './peer-fs.ts';
 import { parentOf, replPath, splitReplPath, type ReplicationFilter } from './paths.ts';
 import { readFully, SUM_BYTES, blockSum } from './target.ts';
 import type { LiveOp } from './live-op.ts';
@@ -28,6 +29,8 @@ import type { LiveOp } from './live-op.ts';
 export interface SourceDir {
   /** `/proc/self/fd/<rootFd>`: the real data under the mount. */
   underPath: string;
+  /** The mount's root descriptor: with `SourceOptions.xattrFs`, extended attributes are read beneath it. */
+  rootFd?: number;
   filter: ReplicationFilter;
   reply(job: number, errno: number): void;
 }
@@ -81,6 +84,11 @@ export interface SourceOptions {
    * its own. The fsync frame still goes, and the secondary flushes in its time.
    */
   acksOnReceipt?: boolean;
+  /**
+   * Reads extended attributes beneath a directory's rootFd (the native helpers): a reintegration then
+   * sends each compared object's set (`xattrs`, protocol v4) where the link speaks it.
+   */
+  xattrFs?: Pick<PeerFs, 'listxattrAt' | 'getxattrAt'>;
   nowMs: () => number;
   events: SourceEvents;
 }
@@ -118,6 +126,8 @@ export class ReplicationSource {
   private appliedCount = 0n;
   /** The peer says what it applied (`applied` frames, protocol v2 on): see attach(). */
   private peerReportsApplied = true;
+  /** The link speaks protocol v4: a reintegration sends `xattrs` frames (see sendXattrs). */
+  private peerTakesXattrs = false;
   /**
    * Without `applied` frames and with acknowledgements on receipt: the paths of every frame acknowledged on
    * this link (a set: its memory follows the objects touched, not the writes). Nothing proves them applied.
@@ -355,9 +365,10 @@ export class ReplicationSource {
    * whose daemon dies loses what it had received and not applied). This keeps async="second" available
    * during a rolling upgrade, at the cost of a larger comparison after a break.
    */
-  attach(link: FrameLink, target: TargetState, o: { peerReportsApplied?: boolean } = {}): void {
+  attach(link: FrameLink, target: TargetState, o: { peerReportsApplied?: boolean; peerTakesXattrs?: boolean } = {}): void {
     if (this.link) throw new Error('ReplicationSource: already attached');
     this.link = link;
+    this.peerTakesXattrs = o.peerTakesXattrs ?? false;
     this.sentCount = 0n;
     this.ackedCount = 0n;
     this.appliedCount = 0n;
@@ -576,6 +587,7 @@ export class ReplicationSource {
       if (!list) {
         // Attributes only.
         this.send({ type: 'dirMeta', path: p, mode: Number(st.mode) & 0o7777, uid: Number(st.uid), gid: Number(st.gid), mtimeNs: st.mtimeNs });
+        this.sendXattrs(p);
         return null;
       }
       return this.request(link, p, 'list', deep, (id) => ({ type: 'listReq', id, path: p }), (f) => this.onList(p, f as FrameOf<'list'>, deep));
@@ -617,7 +629,10 @@ export class ReplicationSource {
       return;
     }
     const meta = { mode: Number(st.mode) & 0o7777, uid: Number(st.uid), gid: Number(st.gid) };
-    if (!f.exists) this.send({ type: 'dirMeta', path: p, ...meta, mtimeNs: st.mtimeNs });
+    if (!f.exists) {
+      this.send({ type: 'dirMeta', path: p, ...meta, mtimeNs: st.mtimeNs });
+      this.sendXattrs(p);
+    }
     const theirs = new Map(f.exists ? unpackEntries(f.entries).map((e) => [e.name, e.type] as const) : []);
     const { dirIndex, rel } = splitReplPath(p);
     const filter = this.o.dirs[dirIndex]!.filter;
@@ -651,7 +666,10 @@ export class ReplicationSource {
         j.markAll(child);
       } else if (deep) j.markAll(child);
     }
-    if (f.exists) this.send({ type: 'dirMeta', path: p, ...meta, mtimeNs: st.mtimeNs });
+    if (f.exists) {
+      this.send({ type: 'dirMeta', path: p, ...meta, mtimeNs: st.mtimeNs });
+      this.sendXattrs(p);
+    }
   }
 
   /** Sends a request and resolves with its answer (a `fail` frame when the link went away meanwhile). */
@@ -710,12 +728,45 @@ export class ReplicationSource {
         await this.sendDiffering(link, p, fd, buf, win, blockBytes, peer, job);
         if (this.link !== link) return;
       }
-      // Size, owner, mode and modification time as the comparison leaves the file.
+      // Size, owner, mode and modification time as the comparison leaves the file, then its extended
+      // attributes (after the owner: a chown clears security.capability).
       this.sendFileMeta(p, fd);
+      this.sendXattrs(p);
     } finally {
       closeSync(fd);
       if (this.inProgress.get(p) === job) this.inProgress.delete(p);
     }
+  }
+
+  /**
+   * The object's extended attributes as they are now, as the set the peer must hold (`xattrs`): what changed
+   * while the peer was away, removals included. Only over protocol v4 and with a reader (the mount's root);
+   * a file system without extended attributes sends an empty set, which the peer takes as "none".
+   */
+  private sendXattrs(p: string): void {
+    const xfs = this.o.xattrFs;
+    const { dirIndex, rel } = splitReplPath(p);
+    const rootFd = this.o.dirs[dirIndex]?.rootFd;
+    if (!this.peerTakesXattrs || !xfs || rootFd === undefined) return;
+    const entries: Array<{ name: string; value: Buffer }> = [];
+    try {
+      for (const name of xfs.listxattrAt(rootFd, rel)) {
+        try {
+          entries.push({ name, value: xfs.getxattrAt(rootFd, rel, name) });
+        } catch (e) {
+          if (errCode(e) !== 'ENODATA') throw e; // removed between the two calls: its removal is replicated live
+        }
+      }
+    } catch (e) {
+      const code = errCode(e);
+      if (code === 'ENOENT') return; // gone meanwhile: its removal is replicated live
+      if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') {
+        // Not retried (a reintegration must end): said, and left as it is on the peer.
+        this.o.events.log('E', `Reintegration: cannot read the extended attributes of ${p} (${code}); the secondary keeps its own`);
+        return;
+      }
+    }
+    this.send({ type: 'xattrs', path: p, entries: packXattrs(entries) });
   }
 
   private sendFileMeta(p: string, fd: number): void {

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { greet } from '../../src/replication/handshake.ts';
 import { memoryLinkPair, StripedLink, StripeReassembler, type FrameLink } from '../../src/replication/link.ts';
 import { nativeAvailable } from '../../src/replication/native-binding.ts';
-import type { Frame } from '../../src/replication/protocol.ts';
+import { PROTOCOL_VERSION, type Frame } from '../../src/replication/protocol.ts';
 import { Prng } from '../../src/sim/prng.ts';
 import { runtimePair, runtimeSkip, sh, tree } from './runtime-pair.ts';
 import { IN_SYNC_TARGET, inlineTarget, testSource, until } from './scripted-peer.ts';
@@ -271,8 +271,8 @@ describe('two real runtimes with nbremconn="3" (TLS on loopback, the primary wri
       await until(() => p.reports2.some((r) => r.uptodate), 'the secondary up to date');
       assert.equal(p.rt1.status().linkConnections, 3);
       assert.equal(p.rt2.status().linkConnections, 3);
-      assert.equal(p.rt1.status().protocolVersion, 3);
-      assert.ok(p.logs1.includes('I Replication link to n2 established (protocol v3, 3 connections)'), p.logs1.join('\n'));
+      assert.equal(p.rt1.status().protocolVersion, PROTOCOL_VERSION);
+      assert.ok(p.logs1.includes(`I Replication link to n2 established (protocol v${PROTOCOL_VERSION}, 3 connections)`), p.logs1.join('\n'));
       // Live: many small writes, a large one (frames of every size on every connection), names changing.
       await sh('sh', ['-c', `cd ${p.d1} && mkdir a && for i in $(seq 1 200); do echo "record $i" >> a/log; done && head -c 9000000 /dev/urandom > a/big && mv a/log a/log.1 && sync a/big`]);
       await until(() => tree(p.d2).join() === tree(p.d1).join(), 'the copies identical after live writes', 20_000);

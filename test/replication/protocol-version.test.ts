@@ -12,7 +12,7 @@ import { isStayupError } from '../../src/errors/stayup-error.ts';
 import { greet } from '../../src/replication/handshake.ts';
 import { memoryLinkPair } from '../../src/replication/link.ts';
 import { nativeAvailable } from '../../src/replication/native-binding.ts';
-import { answerVersion, type Frame, type VersionRange } from '../../src/replication/protocol.ts';
+import { answerVersion, PROTOCOL_VERSION, type Frame, type VersionRange } from '../../src/replication/protocol.ts';
 import { freePorts, loopbackRuntime, rfsConfig } from '../daemon/rfs-harness.ts';
 import { runtimePair, runtimeSkip, scriptedSecondary, sh, tree } from './runtime-pair.ts';
 import { inlineTarget, scriptedPair, until } from './scripted-peer.ts';
@@ -237,7 +237,7 @@ describe('a secondary from before version negotiation (it takes a hello of exact
       assert.equal(rt.status().protocolVersion, 2);
       assert.deepEqual(hellos, [2]);
       assert.deepEqual(logs.filter((l) => l.startsWith('E')), []);
-      assert.ok(logs.includes('I n2 closed the link on a hello of v3 without a welcome: a node from before version negotiation takes only v2, the next hello says v2'), logs.join('\n'));
+      assert.ok(logs.includes(`I n2 closed the link on a hello of v${PROTOCOL_VERSION} without a welcome: a node from before version negotiation takes only v2, the next hello says v2`), logs.join('\n'));
       assert.ok(logs.includes('I Replication link to n2 established (protocol v2, 1 connection: nbremconn 3 needs protocol v3)'), logs.join('\n'));
     } finally {
       await rt.close();

@@ -8,6 +8,7 @@ import { Journal } from '../../src/replication/journal.ts';
 import { memoryLinkPair } from '../../src/replication/link.ts';
 import { ReplicationFilter } from '../../src/replication/paths.ts';
 import { loadRfsNative, nativeAvailable } from '../../src/replication/native-binding.ts';
+import type { PeerFs } from '../../src/replication/peer-fs.ts';
 import type { RfsMount, RfsNative } from '../../src/replication/rfs-runtime.ts';
 import { ReplicationSource, ZONE_SUM_BLOCK_BYTES, type TargetState } from '../../src/replication/source.ts';
 import { ReplicationTarget } from '../../src/replication/target.ts';
@@ -74,27 +75,49 @@ function inChild(script: string, ...args: string[]): Promise<void> {
   });
 }
 
+/** Runs a Python script in a child (Node has no xattr calls): extended attributes through the mount. */
+function inPython(script: string, ...args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = spawn('python3', ['-c', script, ...args], { stdio: ['ignore', 'inherit', 'pipe'] });
+    let err = '';
+    c.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`python exit ${code}: ${err}`))));
+  });
+}
+
+/** A replica's root for the comparison: its path, and a descriptor to read extended attributes beneath. */
+interface Replica {
+  dir: string;
+  rootFd: number;
+  fs: PeerFs;
+}
+
+function xattrText(r: Replica, rel: string): string {
+  const names = r.fs.listxattrAt(r.rootFd, rel).sort();
+  return names.map((n) => `${n}=${r.fs.getxattrAt(r.rootFd, rel, n).toString('hex')}`).join(',');
+}
+
 /** Everything a replica must agree on, path by path. */
-function snapshot(dir: string): Map<string, string> {
+function snapshot(r: Replica): Map<string, string> {
   const out = new Map<string, string>();
   const walk = (abs: string, rel: string): void => {
     for (const name of readdirSync(abs).sort()) {
       const a = join(abs, name);
-      const r = rel ? `${rel}/${name}` : name;
+      const relPath = rel ? `${rel}/${name}` : name;
       const st = lstatSync(a, { bigint: true });
-      const common = `mode=${st.mode.toString(8)} uid=${st.uid} gid=${st.gid}`;
+      const common = `mode=${st.mode.toString(8)} uid=${st.uid} gid=${st.gid}${st.isSymbolicLink() ? '' : ` xattrs=${xattrText(r, relPath)}`}`;
       if (st.isDirectory()) {
-        out.set(r, `dir ${common}`);
-        walk(a, r);
-      } else if (st.isSymbolicLink()) out.set(r, `symlink ${readlinkSync(a)} uid=${st.uid} gid=${st.gid}`);
-      else out.set(r, `file ${common} size=${st.size} mtime=${st.mtimeNs} md5=${createHash('md5').update(readFileSync(a)).digest('hex')}`);
+        out.set(relPath, `dir ${common}`);
+        walk(a, relPath);
+      } else if (st.isSymbolicLink()) out.set(relPath, `symlink ${readlinkSync(a)} uid=${st.uid} gid=${st.gid}`);
+      else out.set(relPath, `file ${common} size=${st.size} mtime=${st.mtimeNs} md5=${createHash('md5').update(readFileSync(a)).digest('hex')}`);
     }
   };
-  walk(dir, '');
+  walk(r.dir, '');
   return out;
 }
 
-function assertSame(a: string, b: string, what: string): void {
+function assertSame(a: Replica, b: Replica, what: string): void {
   const x = snapshot(a);
   const y = snapshot(b);
   const diff: string[] = [];
@@ -112,7 +135,10 @@ describe('two replicas over a real mount: random operation sequences leave ident
   let source: ReplicationSource;
   let target: ReplicationTarget;
   let journal: Journal;
+  let rootB: number;
   const lost: string[] = [];
+  const primary = (): Replica => ({ dir: mount.underPath, rootFd: mount.rootFd, fs: native.fs });
+  const secondary = (): Replica => ({ dir: B, rootFd: rootB, fs: native.fs });
 
   const attach = async (state: Partial<TargetState>): Promise<void> => {
     const [s, t] = memoryLinkPair();
@@ -137,7 +163,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
     });
     s.send({ type: 'hello', version: PROTOCOL_VERSION, module: 'm', node: 'n1', session: '1' });
     await welcomed;
-    source.attach(s, { sync: 'incremental', syncId: journal.syncId, clean: true, lastSyncMs: Date.now(), hints: [], hintsOverflow: false, ...state });
+    source.attach(s, { sync: 'incremental', syncId: journal.syncId, clean: true, lastSyncMs: Date.now(), hints: [], hintsOverflow: false, ...state }, { peerTakesXattrs: true });
     await synced;
   };
   const settle = async (): Promise<void> => {
@@ -150,24 +176,26 @@ describe('two replicas over a real mount: random operation sequences leave ident
     mkdirSync(A, { recursive: true });
     mkdirSync(B, { recursive: true });
     native = loadRfsNative();
+    rootB = native.openRoot(B);
     journal = new Journal(join(base, 'journal.jsonl'), 1024 * 1024);
     journal.reset('s0', Date.now());
     mount = native.mount({ mountPoint: A, fsName: 'test', onOp: (ev) => source.onOp(0, ev), onExit: () => {} });
     mount.setReadOnly(false);
     source = new ReplicationSource({
-      dirs: [{ underPath: mount.underPath, filter: new ReplicationFilter([]), reply: (job, errno) => mount.reply(job, errno) }],
+      dirs: [{ underPath: mount.underPath, rootFd: mount.rootFd, filter: new ReplicationFilter([]), reply: (job, errno) => mount.reply(job, errno) }],
       journal,
       blockBytes: 64 * 1024,
       nbrei: 4,
       reiBytesPerS: 0,
       uncleanGraceMs: 0,
       lastSyncMs: () => Date.now() - 60_000,
+      xattrFs: native.fs,
       nowMs: () => performance.now(),
       events: { log: () => {}, inSync: () => {}, lost: (r) => lost.push(r) },
     });
     target = new ReplicationTarget({
       fs: native.fs,
-      roots: [{ rootFd: native.openRoot(B) }],
+      roots: [{ rootFd: rootB }],
       async: 'none',
       node: 'n2',
       events: { synced: () => {}, mark: () => {}, syncBegan: () => {}, diverged: (r) => lost.push(`diverged: ${r}`), log: () => {} },
@@ -185,7 +213,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
       await runOps(A, seed, 400);
       await settle();
       assert.deepEqual(lost, []);
-      assertSame(mount.underPath, B, `seed ${seed}`);
+      assertSame(primary(), secondary(), `seed ${seed}`);
     });
   }
 
@@ -201,7 +229,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
     await runOps(A, 103, 200);
     await settle();
     assert.deepEqual(lost, []);
-    assertSame(mount.underPath, B, 'after the reintegration');
+    assertSame(primary(), secondary(), 'after the reintegration');
   });
 
   it('unclean reintegration (no common sync point): the trees are compared and repaired', async () => {
@@ -216,7 +244,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
     await attach({ syncId: null, lastSyncMs: null, sync: 'incremental' });
     await settle();
     assert.deepEqual(lost, []);
-    assertSame(mount.underPath, B, 'after the unclean reintegration');
+    assertSame(primary(), secondary(), 'after the unclean reintegration');
   });
 
   it('a secondary that did not stop cleanly is compared since its last sync, not trusted to the journal', async () => {
@@ -237,7 +265,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
     await attach({ syncId: journal.syncId, clean: false });
     await settle();
     assert.deepEqual(lost, []);
-    assertSame(mount.underPath, B, 'after the reintegration of an unclean secondary');
+    assertSame(primary(), secondary(), 'after the reintegration of an unclean secondary');
   });
 
   it('a crash of the primary: files changed since the last sync are compared by change time, not only mtime', async () => {
@@ -271,7 +299,59 @@ describe('two replicas over a real mount: random operation sequences leave ident
     await attach({ syncId: 'an-older-sync-point', clean: false, lastSyncMs: Date.now() - 60_000 });
     await settle();
     assert.deepEqual(lost, []);
-    assertSame(mount.underPath, B, 'after an unclean reintegration with back-dated changes');
+    assertSame(primary(), secondary(), 'after an unclean reintegration with back-dated changes');
+  });
+
+  it('extended attributes: replicated live, and a reintegration brings over what changed while the peer was away', async () => {
+    source.detach('test cut');
+    lost.length = 0;
+    await attach({});
+    await settle();
+    await inPython(String.raw`
+import os, sys
+root = sys.argv[1]
+os.makedirs(os.path.join(root, 'xa'), exist_ok=True)
+f = os.path.join(root, 'xa', 'file')
+open(f, 'w').write('x')
+os.setxattr(f, 'user.kept', b'same')
+os.setxattr(f, 'user.changed', b'before')
+os.setxattr(f, 'user.removed', b'gone soon')
+`, A);
+    await settle();
+    assertSame(primary(), secondary(), 'extended attributes replicated live');
+    source.detach('test cut');
+    lost.length = 0;
+    await inPython(String.raw`
+import os, sys
+root = sys.argv[1]
+f = os.path.join(root, 'xa', 'file')
+os.setxattr(f, 'user.changed', b'after, and longer than before')
+os.removexattr(f, 'user.removed')
+os.setxattr(os.path.join(root, 'xa'), 'user.on-a-directory', b'd')
+n = os.path.join(root, 'xa', 'new')
+open(n, 'w').write('new')
+os.setxattr(n, 'user.new', bytes(range(256)))
+`, A);
+    await attach({});
+    await settle();
+    assert.deepEqual(lost, []);
+    assert.equal(xattrText(secondary(), 'xa/file'), xattrText(primary(), 'xa/file'));
+    assertSame(primary(), secondary(), 'after the reintegration of extended attribute changes');
+    // The same after a crash of the primary (no trusted journal): an xattr change moves only the ctime.
+    source.detach('test cut');
+    lost.length = 0;
+    await inPython(String.raw`
+import os, sys
+f = os.path.join(sys.argv[1], 'xa', 'file')
+os.setxattr(f, 'user.changed', b'third')
+os.removexattr(f, 'user.kept')
+`, A);
+    journal.dirty.clear();
+    journal.reset(null, Date.now());
+    await attach({ syncId: 'an-older-sync-point', clean: false, lastSyncMs: Date.now() - 60_000 });
+    await settle();
+    assert.deepEqual(lost, []);
+    assertSame(primary(), secondary(), 'after an unclean reintegration of extended attribute changes');
   });
 
   it('full reintegration copies only the blocks that differ', async () => {
@@ -286,13 +366,13 @@ describe('two replicas over a real mount: random operation sequences leave ident
     (source as unknown as { o: { events: { inSync: (id: string, s: { bytesSent: number }) => void } } }).o.events.inSync = (_id, s) => (stats = s);
     await attach({ sync: 'full' });
     await settle();
-    assertSame(mount.underPath, B, 'after the first full reintegration');
+    assertSame(primary(), secondary(), 'after the first full reintegration');
     const firstBytes = stats.bytesSent;
     source.detach('test cut');
     lost.length = 0;
     await attach({ sync: 'full' });
     await settle();
-    assertSame(mount.underPath, B, 'after the second full reintegration');
+    assertSame(primary(), secondary(), 'after the second full reintegration');
     assert.ok(firstBytes >= big, `first full copy sent ${firstBytes} bytes`);
     assert.equal(stats.bytesSent, 0, 'nothing differs: a full reintegration sends no data');
   });
@@ -313,7 +393,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
     (source as unknown as { o: { events: { inSync: (id: string, s: { bytesSent: number; filesCopied: number }) => void } } }).o.events.inSync = (_id, s) => (stats = s);
     await attach({});
     await settle();
-    assertSame(mount.underPath, B, 'after the journaled reintegration');
+    assertSame(primary(), secondary(), 'after the journaled reintegration');
     assert.equal(stats.filesCopied, 1);
     assert.equal(stats.bytesSent, offsets.length * ZONE_SUM_BLOCK_BYTES, 'one 64 KiB block per change, not the 3 MiB of marked zones');
   });
