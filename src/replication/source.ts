@@ -128,6 +128,8 @@ export class ReplicationSource {
   private peerReportsApplied = true;
   /** The link speaks protocol v4: a reintegration sends `xattrs` frames (see sendXattrs). */
   private peerTakesXattrs = false;
+  /** Files a directory listing showed the peer lacks, until their comparison (sent whole, see onList). */
+  private peerLacks = new Set<string>();
   /**
    * Without `applied` frames and with acknowledgements on receipt: the paths of every frame acknowledged on
    * this link (a set: its memory follows the objects touched, not the writes). Nothing proves them applied.
@@ -369,6 +371,7 @@ export class ReplicationSource {
     if (this.link) throw new Error('ReplicationSource: already attached');
     this.link = link;
     this.peerTakesXattrs = o.peerTakesXattrs ?? false;
+    this.peerLacks.clear();
     this.sentCount = 0n;
     this.ackedCount = 0n;
     this.appliedCount = 0n;
@@ -539,8 +542,10 @@ export class ReplicationSource {
       // Let the mount's events in now and then: a big reintegration must not stall the application.
       if (++turns % 256 === 0) await new Promise((r) => setImmediate(r));
       const next = outstanding.size < this.o.nbrei ? j.dirty.takeNext() : undefined;
-      if (next && this.inProgress.has(next[0]) && outstanding.size > 0) {
-        // Marked again while it is being brought over: once that ends (two at once would race).
+      if (next && (this.inProgress.has(next[0]) || this.ancestorListing(next[0])) && outstanding.size > 0) {
+        // Marked again while it is being brought over: once that ends (two at once would race). Or under a
+        // directory whose listing is awaited: that directory may not exist on the peer before the answer
+        // (its creation is sent then), so nothing under it can be sent yet.
         j.dirty.set(next[0], next[1]);
         await Promise.race(outstanding);
         continue;
@@ -576,8 +581,15 @@ export class ReplicationSource {
     }
   }
 
+  /** Whether a directory above `p` is being listed (its answer, and its creation on the peer, are awaited). */
+  private ancestorListing(p: string): boolean {
+    for (let a = parentOf(p); a !== null; a = parentOf(a)) if (this.inProgress.get(a)?.kind === 'list') return true;
+    return false;
+  }
+
   /** Brings one path up to date on the peer. Returns a promise when it waits for the peer. */
   private syncOne(link: FrameLink, p: string, marks: Pick<DirtyEntry, 'zones' | 'fine'>, list: boolean, deep: boolean): Promise<void> | null {
+    const peerLacks = this.peerLacks.delete(p);
     const st = this.lstat(p);
     if (!st) {
       this.send({ type: 'rmtree', path: p });
@@ -601,6 +613,7 @@ export class ReplicationSource {
     }
     // The journal knows which MiB (or zones) changed, the peer has the rest: their blocks are compared.
     // Otherwise the whole file is.
+    if (peerLacks) return this.compareFile(link, p, null, this.o.blockBytes, true);
     if (marks.fine) return this.compareFile(link, p, zoneRanges(marks.fine, FINE_BYTES), ZONE_SUM_BLOCK_BYTES);
     if (marks.zones) return this.compareFile(link, p, zoneRanges(marks.zones, this.o.journal.dirty.zoneBytes), ZONE_SUM_BLOCK_BYTES);
     return this.compareFile(link, p, null, this.o.blockBytes);
@@ -655,6 +668,10 @@ export class ReplicationSource {
       }
       if (!same) {
         if (theirs.has(name)) this.send({ type: 'rmtree', path: child });
+        // The listing says the peer has no such file (or has just been told to remove what it had): its
+        // comparison sends it whole without asking for checksums first (one round trip per file less: a
+        // first sync of a million small files was bound by those round trips).
+        if (type === 'file') this.peerLacks.add(child);
         j.markAll(child);
       } else if (deep && type === 'file') {
         // Unclean reintegration: only files changed since the cutoff are compared (data or metadata: see
@@ -684,7 +701,7 @@ export class ReplicationSource {
    * then the blocks that differ, read now (see the header), then its attributes. A peer without the file
    * (or with something else under its name) gets all of it, with no checksums asked.
    */
-  private async compareFile(link: FrameLink, p: string, ranges: Array<[number, number]> | null, blockBytes: number): Promise<void> {
+  private async compareFile(link: FrameLink, p: string, ranges: Array<[number, number]> | null, blockBytes: number, peerLacks = false): Promise<void> {
     const under = this.under(p);
     let fd: number;
     try {
@@ -697,7 +714,8 @@ export class ReplicationSource {
     this.inProgress.set(p, job);
     const buf = Buffer.allocUnsafe(WRITE_CHUNK_BYTES);
     try {
-      let peerHas = true;
+      // Nothing but this stream writes on the secondary: what its listing lacked, it still lacks.
+      let peerHas = !peerLacks;
       let first = true;
       for (;;) {
         const size = fstatSync(fd).size;
