@@ -65,23 +65,24 @@ function runOps(mount: string, seed: number, count: number): Promise<void> {
   return inChild(WORKER, mount, String(seed), String(count));
 }
 
-/** Runs `script` in a child Node process (file operations on the mount cannot come from this thread). */
+/**
+ * Runs `script` in a child process (file operations on the mount cannot come from this thread): Node, or
+ * Python for extended attributes (Node has no xattr calls).
+ */
 function inChild(script: string, ...args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ['-e', script, ...args], { stdio: ['ignore', 'inherit', 'pipe'] });
-    let err = '';
-    c.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`worker exit ${code}: ${err}`))));
-  });
+  return runChild(process.execPath, script, args);
 }
 
-/** Runs a Python script in a child (Node has no xattr calls): extended attributes through the mount. */
 function inPython(script: string, ...args: string[]): Promise<void> {
+  return runChild('python3', script, args);
+}
+
+function runChild(program: string, script: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const c = spawn('python3', ['-c', script, ...args], { stdio: ['ignore', 'inherit', 'pipe'] });
+    const c = spawn(program, [program === 'python3' ? '-c' : '-e', script, ...args], { stdio: ['ignore', 'inherit', 'pipe'] });
     let err = '';
     c.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`python exit ${code}: ${err}`))));
+    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${program} exit ${code}: ${err}`))));
   });
 }
 
@@ -165,6 +166,18 @@ describe('two replicas over a real mount: random operation sequences leave ident
     await welcomed;
     source.attach(s, { sync: 'incremental', syncId: journal.syncId, clean: true, lastSyncMs: Date.now(), hints: [], hintsOverflow: false, ...state }, { peerTakesXattrs: true });
     await synced;
+  };
+  /**
+   * The primary crashed while the peer was away: its journal is not trusted, the secondary's last sync is a
+   * minute old, so what changed since (by change time) is compared; then both trees must be the same.
+   */
+  const reintegrateAfterPrimaryCrash = async (what: string): Promise<void> => {
+    journal.dirty.clear();
+    journal.reset(null, Date.now());
+    await attach({ syncId: 'an-older-sync-point', clean: false, lastSyncMs: Date.now() - 60_000 });
+    await settle();
+    assert.deepEqual(lost, []);
+    assertSame(primary(), secondary(), what);
   };
   const settle = async (): Promise<void> => {
     for (let i = 0; i < 500 && (source.status().unacked > 0 || source.status().resyncing); i++) await new Promise((r) => setTimeout(r, 10));
@@ -293,13 +306,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
       fs.utimesSync(restored, 1000, 1000);
       fs.chmodSync(path.join(root, 'old-file'), 0o604);
     `, A);
-    // The primary crashed: its journal is not trusted. The secondary's last sync is a minute old.
-    journal.dirty.clear();
-    journal.reset(null, Date.now());
-    await attach({ syncId: 'an-older-sync-point', clean: false, lastSyncMs: Date.now() - 60_000 });
-    await settle();
-    assert.deepEqual(lost, []);
-    assertSame(primary(), secondary(), 'after an unclean reintegration with back-dated changes');
+    await reintegrateAfterPrimaryCrash('after an unclean reintegration with back-dated changes');
   });
 
   it('extended attributes: replicated live, and a reintegration brings over what changed while the peer was away', async () => {
@@ -346,12 +353,7 @@ f = os.path.join(sys.argv[1], 'xa', 'file')
 os.setxattr(f, 'user.changed', b'third')
 os.removexattr(f, 'user.kept')
 `, A);
-    journal.dirty.clear();
-    journal.reset(null, Date.now());
-    await attach({ syncId: 'an-older-sync-point', clean: false, lastSyncMs: Date.now() - 60_000 });
-    await settle();
-    assert.deepEqual(lost, []);
-    assertSame(primary(), secondary(), 'after an unclean reintegration of extended attribute changes');
+    await reintegrateAfterPrimaryCrash('after an unclean reintegration of extended attribute changes');
   });
 
   it('full reintegration copies only the blocks that differ', async () => {
