@@ -1,4 +1,5 @@
 import { readFileSync, existsSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { hostname } from 'node:os';
 import { StayupError } from '../errors/stayup-error.ts';
 import { errorCodes, type ErrorCode } from '../errors/codes.ts';
@@ -33,21 +34,32 @@ function errorFrom(status: number, body: unknown, where: string): StayupError {
   return new StayupError('REMOTE_FAILED', `${where}: HTTP ${status}`);
 }
 
-async function httpJson(url: string, init: RequestInit, where: string, timeoutMs: number): Promise<{ status: number; body: unknown }> {
-  let res: Response;
-  try {
-    res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
-  } catch (e) {
-    throw new StayupError('DAEMON_UNREACHABLE', `${where}: cannot reach the stayup daemon (${(e as Error).cause ? String((e as { cause: Error }).cause.message) : (e as Error).message})`);
-  }
-  const text = await res.text();
-  let body: unknown = text;
-  try {
-    body = text === '' ? null : JSON.parse(text);
-  } catch {
-    /* plain text answer */
-  }
-  return { status: res.status, body };
+/**
+ * One HTTP exchange with a daemon, limited by timeoutMs only. Not fetch: its client gives up when an
+ * answer's headers take more than 300 s whatever the signal says, and an rfsverify over a million files
+ * answers later than that.
+ */
+function httpJson(url: string, init: { method: string; headers?: Record<string, string>; body?: string }, where: string, timeoutMs: number): Promise<{ status: number; body: unknown }> {
+  const unreachable = (e: Error): StayupError => new StayupError('DAEMON_UNREACHABLE', `${where}: cannot reach the stayup daemon (${e.message})`);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: init.method, headers: init.headers ?? {}, signal: AbortSignal.timeout(timeoutMs) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', (e) => reject(unreachable(e)));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: unknown = text;
+        try {
+          body = text === '' ? null : JSON.parse(text);
+        } catch {
+          /* plain text answer */
+        }
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+    });
+    req.on('error', (e) => reject(unreachable(e.name === 'AbortError' ? new Error(`no answer within ${timeoutMs} ms`) : e)));
+    req.end(init.body);
+  });
 }
 
 /** The daemon of this machine, through the root-only token it writes at start. */
