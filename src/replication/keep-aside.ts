@@ -16,10 +16,10 @@
 // The walk and the copies are asynchronous (libuv's thread pool): the daemon keeps its heartbeats going.
 
 import { constants } from 'node:fs';
-import { copyFile, lchown, lstat, lutimes, mkdir, opendir, readlink, statfs, symlink, chmod } from 'node:fs/promises';
+import { copyFile, lchown, lstat, lutimes, mkdir, readlink, statfs, symlink, chmod } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { changedAtMs } from './change-time.ts';
-import { replPath, splitReplPath } from './paths.ts';
+import { addFilesChangedSince } from './change-time.ts';
+import { splitReplPath } from './paths.ts';
 
 export interface KeepAsideDir {
   /** The configured path (`<replicated dir>`): the copies go next to it. */
@@ -82,7 +82,7 @@ export async function keepAside(req: KeepAsideRequest): Promise<KeepAsideReport>
   for (const p of req.journalPaths) wanted.add(p);
   if (req.changedSinceMs !== null) {
     const cutoff = req.changedSinceMs - (req.changedMarginMs ?? CHANGED_MARGIN_MS);
-    for (let i = 0; i < req.dirs.length; i++) await collectChanged(req.dirs[i]!.underPath, i, '', cutoff, wanted);
+    for (let i = 0; i < req.dirs.length; i++) await addFilesChangedSince(req.dirs[i]!.underPath, i, cutoff, wanted);
   }
   for (const p of [...wanted].sort()) {
     const { dirIndex, rel } = splitReplPath(p);
@@ -128,25 +128,3 @@ export async function keepAside(req: KeepAsideRequest): Promise<KeepAsideReport>
   return report;
 }
 
-/** Adds the files under `abs` changed (data or metadata, see change-time.ts) at or after cutoffMs to `out`. */
-async function collectChanged(abs: string, dirIndex: number, rel: string, cutoffMs: number, out: Set<string>): Promise<void> {
-  let dir;
-  try {
-    dir = await opendir(abs);
-  } catch {
-    return;
-  }
-  for await (const e of dir) {
-    const childRel = rel === '' ? e.name : `${rel}/${e.name}`;
-    const childAbs = join(abs, e.name);
-    if (e.isDirectory()) {
-      await collectChanged(childAbs, dirIndex, childRel, cutoffMs, out);
-      continue;
-    }
-    try {
-      if (changedAtMs(await lstat(childAbs)) >= cutoffMs) out.add(replPath(dirIndex, childRel));
-    } catch {
-      // gone meanwhile
-    }
-  }
-}

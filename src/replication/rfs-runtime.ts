@@ -19,19 +19,19 @@
 // two nodes' data over a second link, on the module's second replication port, which every node answers
 // as long as its module engine is open.
 
-import { closeSync, constants as C, mkdirSync, readdirSync, lstatSync } from 'node:fs';
+import { closeSync, constants as C, mkdirSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server } from 'node:tls';
 import type { Rfs } from '../config/userconfig/types.ts';
 import type { ReplicationRole, ReplicationSync } from '../mirror/types.ts';
 import type { ReplicationPort, ReplicationReport, ReplicationStatus, RunScriptsEffect } from '../engine/mirror-engine.ts';
-import { changedAtMs } from './change-time.ts';
+import { addFilesChangedSince } from './change-time.ts';
 import { isStayupError, StayupError } from '../errors/stayup-error.ts';
 import { greet, greetPeer, protocolError } from './handshake.ts';
 import { Journal } from './journal.ts';
 import { keepAside, stampOf } from './keep-aside.ts';
 import { connectLink, listenLinks, StripedLink, type FrameLink } from './link.ts';
-import { ReplicationFilter, replPath } from './paths.ts';
+import { ReplicationFilter } from './paths.ts';
 import type { PeerFs } from './peer-fs.ts';
 import { RfsRecordStore } from './rfs-state.ts';
 import { ReplicationSource, type ResyncStats, type TargetState } from './source.ts';
@@ -508,7 +508,9 @@ export class RfsRuntime implements ReplicationPort {
       if (this.role !== 'second' || this.roleEpoch !== epoch) return;
       rec = this.record.update({ unsyncedSinceMs: null });
     }
-    const hints = [...new Set([...(rec.clean ? [] : this.strayFiles(rec.lastSyncMs)), ...divergent])];
+    const stray = rec.clean ? [] : await this.strayFiles(rec.lastSyncMs);
+    if (this.role !== 'second' || this.roleEpoch !== epoch) return;
+    const hints = [...new Set([...stray, ...divergent])];
     const state: TargetState = {
       sync,
       syncId: rec.syncId,
@@ -641,35 +643,17 @@ export class RfsRuntime implements ReplicationPort {
     return [...r.paths, ...r.notKept.map((n) => n.path)];
   }
 
-  /** Files this node changed after its last sync point (minus the grace): what a crash may have left here. */
-  private strayFiles(lastSyncMs: number | null): string[] {
+  /**
+   * Files this node changed after its last sync point (minus the grace): what a crash may have left here.
+   * At most MAX_HINTS + 1 (more say "compare everything").
+   */
+  private async strayFiles(lastSyncMs: number | null): Promise<string[]> {
     const cutoffMs = (lastSyncMs ?? 0) - UNCLEAN_GRACE_MS;
-    const out: string[] = [];
-    this.o.rfs.replicated.forEach((r, i) => {
-      const walk = (abs: string, rel: string): void => {
-        if (out.length > MAX_HINTS) return;
-        let entries;
-        try {
-          entries = readdirSync(abs, { withFileTypes: true });
-        } catch {
-          return;
-        }
-        for (const e of entries) {
-          const childRel = rel === '' ? e.name : `${rel}/${e.name}`;
-          if (e.isDirectory()) walk(join(abs, e.name), childRel);
-          else {
-            try {
-              if (changedAtMs(lstatSync(join(abs, e.name))) > cutoffMs) out.push(replPath(i, childRel));
-            } catch {
-              // gone meanwhile
-            }
-          }
-        }
-      };
-      walk(this.mounts?.[i]?.underPath ?? r.dir, '');
-    });
-    return out;
+    const out = new Set<string>();
+    for (const [i, r] of this.o.rfs.replicated.entries()) await addFilesChangedSince(this.mounts?.[i]?.underPath ?? r.dir, i, cutoffMs, out, MAX_HINTS + 1);
+    return [...out];
   }
+
 
   // ------------------------------------------------------------------------------- rfsverify, rfsdiff
 
