@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Lab } from '../../src/lab/lab.ts';
 import { firstStartReplicated, installModule, labSkipReason, stayupOn, upStayupLab, waitModuleState } from '../../src/lab/stayup-cluster.ts';
 import { labMirrorPackage } from '../../src/lab/mirror-module.ts';
+import { PROTOCOL_VERSION } from '../../src/replication/protocol.ts';
 
 // <rfs nbremconn="3"> with real daemons on two lab servers: the replication stream goes over 3 TLS
 // connections (state -v on both nodes says so, and the secondary's replication port has 3 connections from
@@ -46,7 +47,7 @@ describe('lab: nbremconn="3", the stream over three connections', { skip }, () =
   async function threeConnections(): Promise<void> {
     for (const node of ['node1', 'node2']) {
       const st = await stayup(node, ['state', '-v', '-m', MODULE]);
-      assert.match(st.stdout, /\nreplication: role (prim|second), link up \(protocol v3, 3 connections\)/, `${node}: ${st.stdout}`);
+      assert.match(st.stdout, new RegExp(`\\nreplication: role (prim|second), link up \\(protocol v${PROTOCOL_VERSION}, 3 connections\\)`), `${node}: ${st.stdout}`);
     }
     const ss = await lab.exec('node2', ['ss', '-Htn', 'state', 'established', `( sport = :${PORT} )`], { check: true });
     const peers = ss.stdout.split('\n').filter((l) => l.includes(lab.ip(1)));
