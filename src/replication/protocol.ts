@@ -33,7 +33,10 @@ export const PROTOCOL_MIN_VERSION = 1;
 export const APPLIED_SINCE_VERSION = 2;
 /** From this version on, the stream may be spread over several connections (`stripes`, `join`). */
 export const STRIPES_SINCE_VERSION = 3;
-/** From this version on, a reintegration sends each compared object's extended attributes (`xattrs`). */
+/**
+ * From this version on, a reintegration sends each compared object's extended attributes (`xattrs`), and a
+ * verify link answers xattrsReq.
+ */
 export const XATTRS_SINCE_VERSION = 4;
 /** At most this many connections carry one stream (<rfs nbremconn> allows 1..64). */
 export const MAX_STRIPES = 64;
@@ -136,6 +139,8 @@ const SCHEMAS = {
    * removed. Live changes go as setxattr/removexattr; this brings over what changed while the peer was away.
    */
   xattrs: [40, { path: 'str', entries: 'bytes' }],
+  /** rfsverify/rfsdiff only, on the verify link (v4): an object's extended attributes, answered by xattrList. */
+  xattrsReq: [41, { id: 'u32', path: 'str' }],
   // target -> source
   welcome: [50, { version: 'u32', node: 'str', state: 'str' }],
   ack: [51, { count: 'i64' }],
@@ -150,6 +155,8 @@ const SCHEMAS = {
    * primary keeps the paths of the frames after this, to mark them for the reintegration if the link breaks.
    */
   applied: [56, { count: 'i64' }],
+  /** The answer to xattrsReq: the object's extended attributes (packXattrs), or exists 0. */
+  xattrList: [57, { id: 'u32', exists: 'u8', entries: 'bytes' }],
   /** The answer to statReq: kind (an ENTRY_TYPES index), attributes, and a symlink's target ('' otherwise). */
   stat: [55, { id: 'u32', exists: 'u8', kind: 'u8', mode: 'u32', uid: 'u32', gid: 'u32', size: 'i64', mtimeNs: 'i64', target: 'str' }],
 } as const satisfies Record<string, readonly [number, Record<string, Kind>]>;

@@ -27,7 +27,7 @@ import type { ReplicationRole, ReplicationSync } from '../mirror/types.ts';
 import type { ReplicationPort, ReplicationReport, ReplicationStatus, RunScriptsEffect } from '../engine/mirror-engine.ts';
 import { addFilesChangedSince } from './change-time.ts';
 import { isStayupError, StayupError } from '../errors/stayup-error.ts';
-import { greet, greetPeer, protocolError } from './handshake.ts';
+import { greet, protocolError } from './handshake.ts';
 import { Journal } from './journal.ts';
 import { keepAside, stampOf } from './keep-aside.ts';
 import { connectLink, listenLinks, StripedLink, type FrameLink } from './link.ts';
@@ -39,7 +39,7 @@ import { StallWatchdog } from './stall-watchdog.ts';
 import { ReplicationTarget } from './target.ts';
 import type { LiveOp } from './live-op.ts';
 import { APPLIED_SINCE_VERSION, MAX_STRIPES, PRE_NEGOTIATION_VERSION, STRIPES_SINCE_VERSION, SUPPORTED_VERSIONS, XATTRS_SINCE_VERSION, type VersionRange } from './protocol.ts';
-import { answerVerifyLink, compareReplicas, COMPARE_BLOCK_BYTES, LocalReplica, RemoteReplica, type CompareMode, type ReplicaComparison } from './verify.ts';
+import { answerVerifyLink, compareReplicas, COMPARE_BLOCK_BYTES, COMPARE_WINDOW_BYTES, LocalReplica, RemoteReplica, type CompareMode, type ReplicaComparison } from './verify.ts';
 
 export interface RfsMount {
   rootFd: number;
@@ -744,9 +744,11 @@ export class RfsRuntime implements ReplicationPort {
           `${this.o.peer} cannot be reached for the comparison (${(e as Error).message}): is module ${this.o.module} started on ${this.o.peer}?`,
         );
       }
-      const welcome = await greetPeer(link, { module: this.o.module, node: this.o.self, session: 'verify' }, { peer: this.o.peer, timeoutMs: WELCOME_TIMEOUT_MS, versions: this.versions });
-      const remote = new RemoteReplica(this.o.peer, link, this.o.rfs.reitimeoutMs);
-      const local = new LocalReplica(this.o.self, fds.map((fd) => `/proc/self/fd/${fd}`));
+      const { state: welcome, version } = await greet(link, { module: this.o.module, node: this.o.self, session: 'verify' }, { peer: this.o.peer, timeoutMs: WELCOME_TIMEOUT_MS, versions: this.versions });
+      // Extended attributes are compared with a peer that answers them (v4), as a reintegration brings them.
+      const xattrs = version >= XATTRS_SINCE_VERSION;
+      const remote = new RemoteReplica(this.o.peer, link, this.o.rfs.reitimeoutMs, COMPARE_WINDOW_BYTES, xattrs);
+      const local = new LocalReplica(this.o.self, fds.map((fd) => `/proc/self/fd/${fd}`), xattrs ? { fs: this.o.native.fs, rootFds: fds } : undefined);
       const result = await compareReplicas({
         source: mode === 'diff' ? local : remote,
         copy: mode === 'diff' ? remote : local,

@@ -15,15 +15,16 @@
 //
 // What is compared: entries of every directory (after <notreplicated>, as the reintegration filters them),
 // types; for files size, content blocks, mode, owner and modification time; for directories mode and owner
-// (not their mtime: creating an entry sets it on each node at its own time); symlink targets and owners;
-// the mode and owner of other objects. Files written during the comparison may show as different.
+// (not their mtime: creating an entry sets it on each node at its own time); the extended attributes of
+// files and directories (with a peer that speaks protocol v4: xattrsReq); symlink targets and owners; the
+// mode and owner of other objects. Files written during the comparison may show as different.
 
 import { closeSync, constants as C, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { StayupError } from '../errors/stayup-error.ts';
 import { protocolError } from './handshake.ts';
 import type { FrameLink } from './link.ts';
-import { ENTRY_TYPES, unpackEntries, type EntryType, type Frame, type FrameOf } from './protocol.ts';
+import { ENTRY_TYPES, packXattrs, unpackEntries, unpackXattrs, type EntryType, type Frame, type FrameOf } from './protocol.ts';
 import { replPath, replPathProblem, splitReplPath, type ReplicationFilter } from './paths.ts';
 import { errCode, type PeerFs } from './peer-fs.ts';
 import { blockSum, readFully, ReplicationTarget, SUM_BYTES, type TargetRoot } from './target.ts';
@@ -60,6 +61,11 @@ export interface ReplicaSide {
   stat(p: string): Promise<ObjectAttrs | null>;
   /** A regular file's size and block checksums, or null when `p` is not a regular file (any more). */
   sums(p: string): Promise<{ size: number; sums: Buffer } | null>;
+  /**
+   * An object's extended attributes by name, or null when it is gone. Absent when this side cannot say (a
+   * peer before protocol v4): extended attributes are then not compared.
+   */
+  xattrs?(p: string): Promise<Map<string, Buffer> | null>;
 }
 
 export interface ReplicaDifference {
@@ -182,7 +188,10 @@ export async function compareReplicas(o: {
     // A file's checksums are asked with its attributes: one round trip to the peer per file, not two (a
     // million files). They are not used when the attributes say it is no longer a file on both sides.
     const sumsOf = (side: ReplicaSide): Promise<{ size: number; sums: Buffer } | null> | null => (type === 'file' ? side.sums(p) : null);
-    const [a, b, sa, sb] = await Promise.all([source.stat(p), copy.stat(p), sumsOf(source), sumsOf(copy)]);
+    // Extended attributes as a reintegration brings them over: of files and directories (not symlinks).
+    const withXattrs = (type === 'file' || type === 'dir') && source.xattrs !== undefined && copy.xattrs !== undefined;
+    const xattrsOf = (side: ReplicaSide): Promise<Map<string, Buffer> | null> | null => (withXattrs ? side.xattrs!(p) : null);
+    const [a, b, sa, sb, xa, xb] = await Promise.all([source.stat(p), copy.stat(p), sumsOf(source), sumsOf(copy), xattrsOf(source), xattrsOf(copy)]);
     if (!a) {
       // Gone from the source meanwhile: a reintegration would remove it from the copy.
       if (b) report(p, [`removed ${on(source.node)} during the comparison, still ${on(copy.node)}`], 0);
@@ -219,6 +228,11 @@ export async function compareReplicas(o: {
       count(type);
       if (type === 'symlink' && a.target !== b.target) reasons.push(both('symlink target', JSON.stringify(a.target), JSON.stringify(b.target)));
       compareAttrs(a, b, reasons, false);
+    }
+    if (xa && xb) {
+      const same = (n: string): boolean => xa.has(n) && xb.has(n) && xa.get(n)!.equals(xb.get(n)!);
+      const names = [...new Set([...xa.keys(), ...xb.keys()])].filter((n) => !same(n)).sort();
+      if (names.length > 0) reasons.push(`extended attributes: ${names.map((n) => `${n} (${xa.has(n) ? (xb.has(n) ? 'differs' : `missing ${on(copy.node)}`) : `only ${on(copy.node)}`})`).join(', ')}`);
     }
     if (reasons.length > 0) report(p, reasons, bytes);
   };
@@ -325,11 +339,22 @@ export function isoNs(ns: bigint): string {
 
 /** This node's data, read underneath its mounts (never through FUSE: the daemon serves the mount). */
 export class LocalReplica implements ReplicaSide {
-  /** `underPaths[i]`: the real directory of replicated directory i (`/proc/self/fd/<rootFd>`). */
+  /**
+   * `underPaths[i]`: the real directory of replicated directory i (`/proc/self/fd/<rootFd>`). With `xattrFs`
+   * and the root descriptors, extended attributes are read too (Node has no call for them).
+   */
   constructor(
     readonly node: string,
     private readonly underPaths: readonly string[],
-  ) {}
+    private readonly xattrRoots?: { fs: Pick<PeerFs, 'listxattrAt' | 'getxattrAt'>; rootFds: readonly number[] },
+  ) {
+    if (!xattrRoots) this.xattrs = undefined;
+  }
+
+  xattrs?: (p: string) => Promise<Map<string, Buffer> | null> = async (p) => {
+    const { dirIndex, rel } = splitReplPath(p);
+    return readXattrs(this.xattrRoots!.fs, this.xattrRoots!.rootFds[dirIndex]!, rel);
+  };
 
   async list(p: string): Promise<Map<string, EntryType> | null> {
     try {
@@ -415,7 +440,10 @@ export class RemoteReplica implements ReplicaSide {
     private readonly requestTimeoutMs: number,
     /** A multiple of COMPARE_BLOCK_BYTES. */
     private readonly windowBytes = COMPARE_WINDOW_BYTES,
+    /** The link speaks protocol v4: the peer answers xattrsReq. */
+    answersXattrs = false,
   ) {
+    if (!answersXattrs) this.xattrs = undefined;
     link.onFrame((f) => this.onFrame(f));
     link.onClose((e) => this.fail(new StayupError('REPLICATION_PEER_UNREACHABLE', `${node} (${link.remote}): the verify link closed during the comparison${e ? `: ${e.message}` : ''}`)));
   }
@@ -459,6 +487,16 @@ export class RemoteReplica implements ReplicaSide {
     return { size, sums };
   }
 
+  xattrs?: (p: string) => Promise<Map<string, Buffer> | null> = async (p) => {
+    const f = (await this.request((id) => ({ type: 'xattrsReq', id, path: p }), 'xattrList')) as FrameOf<'xattrList'>;
+    if (!f.exists) return null;
+    try {
+      return new Map(unpackXattrs(f.entries).map((x) => [x.name, x.value] as const));
+    } catch (e) {
+      throw this.fail(protocolError(this.node, `sent malformed extended attributes of ${p}: ${(e as Error).message}`));
+    }
+  };
+
   close(): void {
     this.link.close();
   }
@@ -487,7 +525,8 @@ export class RemoteReplica implements ReplicaSide {
         return; // the target acknowledges what it received; the welcome was the handshake's
       case 'list':
       case 'sum':
-      case 'stat': {
+      case 'stat':
+      case 'xattrList': {
         const w = this.waiting.get(f.id);
         if (!w || w.type !== f.type) {
           this.fail(protocolError(this.node, `answered ${f.type} ${f.id} to no such request`));
@@ -564,8 +603,10 @@ export function answerVerifyLink(
           fn(f);
         } else if (greeted && f.type === 'statReq') {
           link.send(statAnswer(o.fs, o.roots, f));
+        } else if (greeted && f.type === 'xattrsReq') {
+          link.send(xattrsAnswer(o.fs, o.roots, f));
         } else {
-          o.log('E', `verify link from ${link.remote}: frame ${f.type} refused (it only answers listings, checksums and attributes)`);
+          o.log('E', `verify link from ${link.remote}: frame ${f.type} refused (it only answers listings, checksums, attributes and extended attributes)`);
           link.close();
         }
       }),
@@ -575,6 +616,41 @@ export function answerVerifyLink(
     target.closeFds();
     o.onEnd?.();
   });
+}
+
+/** An object's extended attributes beneath a root, or null when it is gone; none where the file system has none. */
+function readXattrs(fs: Pick<PeerFs, 'listxattrAt' | 'getxattrAt'>, rootFd: number, rel: string): Map<string, Buffer> | null {
+  const out = new Map<string, Buffer>();
+  let names: string[];
+  try {
+    names = fs.listxattrAt(rootFd, rel);
+  } catch (e) {
+    if (gone(e)) return null;
+    if (errCode(e) === 'ENOTSUP' || errCode(e) === 'EOPNOTSUPP') return out;
+    throw e;
+  }
+  for (const name of names) {
+    try {
+      out.set(name, fs.getxattrAt(rootFd, rel, name));
+    } catch (e) {
+      if (gone(e)) return null;
+      if (errCode(e) !== 'ENODATA') throw e; // removed between the two calls
+    }
+  }
+  return out;
+}
+
+function xattrsAnswer(fs: PeerFs, roots: readonly TargetRoot[], f: FrameOf<'xattrsReq'>): Frame {
+  const problem = replPathProblem(f.path, roots.length);
+  if (problem) return { type: 'fail', count: 0n, error: `xattrsReq path "${f.path}": ${problem}` };
+  const { dirIndex, rel } = splitReplPath(f.path);
+  try {
+    const x = readXattrs(fs, roots[dirIndex]!.rootFd, rel);
+    if (!x) return { type: 'xattrList', id: f.id, exists: 0, entries: Buffer.alloc(0) };
+    return { type: 'xattrList', id: f.id, exists: 1, entries: packXattrs([...x].map(([name, value]) => ({ name, value }))) };
+  } catch (e) {
+    return { type: 'fail', count: 0n, error: `xattrs ${f.path}: ${errCode(e)} ${(e as Error).message}` };
+  }
 }
 
 function statAnswer(fs: PeerFs, roots: readonly TargetRoot[], f: FrameOf<'statReq'>): Frame {

@@ -5,7 +5,8 @@ import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, mkdt
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { greetPeer } from '../../src/replication/handshake.ts';
+import { greet, greetPeer } from '../../src/replication/handshake.ts';
+import { PROTOCOL_VERSION } from '../../src/replication/protocol.ts';
 import { Journal } from '../../src/replication/journal.ts';
 import { memoryLinkPair } from '../../src/replication/link.ts';
 import { loadRfsNative, nativeAvailable } from '../../src/replication/native-binding.ts';
@@ -52,15 +53,18 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
     const remoteNode = o.source === 'local' ? 'n2' : 'n1';
     const localNode = o.source === 'local' ? 'n1' : 'n2';
     answerVerifyLink(theirs, { fs: native.fs, roots: [{ rootFd }], node: remoteNode, welcome: { node: remoteNode }, log: (l, m) => logs.push(`${l} ${m}`), onEnd: () => closeSync(rootFd) });
+    const localRoot = native.openRoot(o.local);
     try {
-      const welcome = await greetPeer(mine, { module: 'm', node: localNode, session: 'verify' }, { peer: remoteNode, timeoutMs: 5000 });
+      const { state: welcome, version } = await greet(mine, { module: 'm', node: localNode, session: 'verify' }, { peer: remoteNode, timeoutMs: 5000 });
       assert.equal(welcome['node'], remoteNode);
+      assert.equal(version, PROTOCOL_VERSION);
       // 2 MiB windows: big.bin (3 MiB) is asked in two, grown.bin (1.5 MiB) in one.
-      const remote = new RemoteReplica(remoteNode, mine, 10_000, 2 * MiB);
-      const local = new LocalReplica(localNode, [o.local]);
+      const remote = new RemoteReplica(remoteNode, mine, 10_000, 2 * MiB, true);
+      const local = new LocalReplica(localNode, [o.local], { fs: native.fs, rootFds: [localRoot] });
       return await compareReplicas({ source: o.source === 'local' ? local : remote, copy: o.source === 'local' ? remote : local, dirs });
     } finally {
       mine.close();
+      closeSync(localRoot);
     }
   }
 
@@ -80,6 +84,8 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
     mkdirSync(join(A, 'dirmode'), { mode: 0o755 });
     mkdirSync(join(A, 'excluded'));
     writeFileSync(join(A, 'excluded', 'ignored.txt'), 'on the source');
+    writeFileSync(join(A, 'xattr.txt'), 'extended attributes');
+    setXattrs(join(A, 'xattr.txt'), { 'user.same': 's', 'user.changed': 'on the source' });
     execFileSync('cp', ['-a', A, B]);
     // Now what only the source has, and the copy's differences.
     writeFileSync(join(A, 'only-a.txt'), '0123456789');
@@ -102,6 +108,15 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
     symlinkSync('target-b', join(B, 'link'));
     chmodSync(join(B, 'dirmode'), 0o700);
     writeFileSync(join(B, 'excluded', 'ignored.txt'), 'different on the copy, not replicated');
+    setXattrs(join(A, 'xattr.txt'), { 'user.only-a': 'y' });
+    setXattrs(join(B, 'xattr.txt'), { 'user.changed': 'on the copy', 'user.only-b': 'x' });
+    // cp -a kept the times: setting extended attributes changes only the ctime.
+  }
+
+  /** Sets extended attributes (Node has no call for them: Python's os.setxattr). */
+  function setXattrs(path: string, attrs: Record<string, string>): void {
+    const script = 'import os, sys, json\nfor k, v in json.loads(sys.argv[2]).items(): os.setxattr(sys.argv[1], k, v.encode())';
+    execFileSync('python3', ['-c', script, path, JSON.stringify(attrs)]);
   }
 
   const mtimeOf = (p: string): string => isoNs(lstatSync(p, { bigint: true }).mtimeNs);
@@ -112,8 +127,8 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
     assert.deepEqual(r.differences, []);
     assert.equal(r.differing, 0);
     assert.equal(r.bytesToSend, 0);
-    // same, big, grown, mode, owner, mtime, typed, only-a, x, y; root, dirmode, dir-a, sub; the link.
-    assert.deepEqual(r.compared, { files: 10, directories: 4, other: 1 });
+    // same, big, grown, mode, owner, mtime, typed, xattr, only-a, x, y; root, dirmode, dir-a, sub; the link.
+    assert.deepEqual(r.compared, { files: 11, directories: 4, other: 1 });
   });
 
   it('rfsdiff (source local): every kind of difference with its reason, and the bytes a reintegration would send', async () => {
@@ -133,9 +148,10 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
         '/data/only-b.txt: only on n2: a reintegration removes it [0]',
         '/data/owner.txt: owner: 0:0 on n1, 1000:1000 on n2 [0]',
         '/data/typed: type: file on n1, directory on n2 [5]',
+        '/data/xattr.txt: extended attributes: user.changed (differs), user.only-a (missing on n2), user.only-b (only on n2) [0]',
       ],
     );
-    assert.equal(r.differing, 11);
+    assert.equal(r.differing, 12);
     assert.equal(r.truncated, false);
     assert.equal(r.bytesToSend, MiB + 7 + MiB / 2 + 10 + 5);
     assert.deepEqual([r.source, r.copy], ['n1', 'n2']);
@@ -156,8 +172,10 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
     let stats: ResyncStats | null = null;
     let applied = false;
     const lost: string[] = [];
+    const rootA = native.openRoot(A);
     const source = new ReplicationSource({
-      dirs: [{ underPath: A, filter: dirs[0]!.filter, reply: () => {} }],
+      dirs: [{ underPath: A, rootFd: rootA, filter: dirs[0]!.filter, reply: () => {} }],
+      xattrFs: native.fs,
       journal,
       blockBytes: COMPARE_BLOCK_BYTES,
       nbrei: 4,
@@ -179,12 +197,13 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
     const [s, t] = memoryLinkPair();
     target.attach(t, {});
     await greetPeer(s, { module: 'm', node: 'n1', session: '1' }, { peer: 'n2', timeoutMs: 5000 });
-    source.attach(s, { sync: 'full', syncId: null, clean: true, lastSyncMs: null, hints: [], hintsOverflow: false });
+    source.attach(s, { sync: 'full', syncId: null, clean: true, lastSyncMs: null, hints: [], hintsOverflow: false }, { peerTakesXattrs: true });
     const t0 = Date.now();
     while (!(stats && applied) && !lost.length && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 5));
     source.detach('test done');
     target.closeFds();
     closeSync(rootB);
+    closeSync(rootA);
     journal.close();
     assert.deepEqual(lost.filter((l) => l !== 'test done'), []);
     assert.ok(stats && applied, 'the reintegration did not end');
