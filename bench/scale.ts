@@ -27,6 +27,15 @@ import { StayupCluster } from './lib/stayup.ts';
 const LAB_PREFIX = 'scalebench-';
 /** The replicated directory (each server's private /var/lib/app). */
 const SCALE_DIR = '/var/lib/app/scale';
+/** Where the baseline copy lands on node2 (removed right after it is timed). */
+const BASELINE_DIR = '/var/lib/app/scale-baseline';
+const BASELINE_PORT = 7411;
+/**
+ * The baseline's two ends (python3 in each server): node2 accepts one connection and writes what it gets to
+ * stdout (into tar -x); node1 connects, retrying while node2 starts listening, and sends its stdin (tar -c).
+ */
+const BASELINE_RECV = 'import socket,sys,shutil\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind((sys.argv[1],int(sys.argv[2])));s.listen(1);c,_=s.accept();shutil.copyfileobj(c.makefile("rb"),sys.stdout.buffer,1<<20)';
+const BASELINE_SEND = 'import socket,sys,shutil,time\nfor i in range(200):\n  try:\n    c=socket.create_connection((sys.argv[1],int(sys.argv[2])));break\n  except OSError:\n    time.sleep(0.05)\nf=c.makefile("wb");shutil.copyfileobj(sys.stdin.buffer,f,1<<20);f.close();c.shutdown(socket.SHUT_WR);c.close()';
 const HELPER_SOURCE = fileURLToPath(new URL('./lib/scale-helper.c', import.meta.url));
 const LONG_API_CALL = fileURLToPath(new URL('./lib/long-api-call.mjs', import.meta.url));
 /** The data set's age: older than the unclean reintegration's 1 h grace, as a module's data usually is. */
@@ -95,6 +104,8 @@ function usedBytes(): number {
 
 const r1 = (x: number): number => Math.round(x * 10) / 10;
 const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+/** a / b to two decimals, null when either is missing. */
+const ratioOf = (a: unknown, b: unknown): number | null => (typeof a === 'number' && typeof b === 'number' && b > 0 ? Math.round((a / b) * 100) / 100 : null);
 const since = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
 const mib = (b: number): string => `${(b / 1048576).toFixed(1)} MiB`;
 
@@ -194,6 +205,24 @@ async function main(): Promise<number> {
       return { ...c, create_s: r3(s) };
     });
 
+    // ---- 1b. the baseline: the same set copied node1 -> node2 over the lab link with tar through a plain TCP
+    // socket (no encryption, no acknowledgement per file): what the disks and the network allow.
+    say(`\n== 1b. baseline: tar over a plain TCP connection, ${node1} -> ${node2} (${BASELINE_DIR}, removed after)`);
+    await step('baseline_copy', async () => {
+      await L.exec(node2, ['mkdir', '-p', BASELINE_DIR], { check: true });
+      const t = process.hrtime.bigint();
+      const recv = L.exec(node2, ['sh', '-c', `python3 -c '${BASELINE_RECV}' ${L.addr(node2)} ${BASELINE_PORT} | tar -xf - -C ${BASELINE_DIR}`], { timeoutMs: 3_600_000 });
+      const send = await L.exec(node1, ['sh', '-c', `tar -cf - -C ${SCALE_DIR} . | python3 -c '${BASELINE_SEND}' ${L.addr(node2)} ${BASELINE_PORT}`], { timeoutMs: 3_600_000 });
+      const got = await recv;
+      await L.exec(node2, ['sync', '-f', BASELINE_DIR], { check: true });
+      const s = since(t);
+      if (send.code !== 0 || got.code !== 0) throw new Error(`baseline copy failed: ${(send.stderr || got.stderr).trim()}`);
+      const n = await L.exec(node2, ['sh', '-c', `find ${BASELINE_DIR} -type f | wc -l`], { check: true });
+      await L.exec(node2, ['rm', '-rf', BASELINE_DIR], { check: true, timeoutMs: 3_600_000 });
+      say(`  ${n.stdout.trim()} files copied in ${s.toFixed(1)} s (${Math.round(Number(n.stdout.trim()) / s)} files/s, syncfs included)`);
+      return { baseline_copy_s: r3(s), files: Number(n.stdout.trim()) };
+    });
+
     // ---- 2. first start: the full reintegration of the whole set
     say(`\n== 2. first start: ${node1} prim, ${node2} second (full reintegration)`);
     await cluster.setup();
@@ -275,6 +304,8 @@ async function main(): Promise<number> {
     first_sync_s: num('first_sync', 'first_sync_s'),
     first_sync_files_per_s: num('first_sync', 'files_per_s'),
     first_sync_mib_per_s: num('first_sync', 'mib_per_s'),
+    baseline_copy_s: num('baseline_copy', 'baseline_copy_s'),
+    first_sync_over_baseline: ratioOf(num('first_sync', 'first_sync_s'), num('baseline_copy', 'baseline_copy_s')),
     clean_resync_s: num('clean_resync', 'resync_s'),
     unclean_resync_s: num('unclean_resync', 'resync_s'),
     rfsverify_s: num('rfsverify', 'verify_s'),
@@ -287,6 +318,7 @@ async function main(): Promise<number> {
     duration_s: Math.round((Date.now() - t0All) / 1000),
     errors,
   };
+  say(`first sync ÷ baseline (tar over plain TCP, same lab, same run): ${String(result.first_sync_over_baseline)}`);
   say(`\ndone in ${result.duration_s} s${errors.length ? `, ${errors.length} error(s)` : ''}; load average ${env.loadavg_start} -> ${env.loadavg_end}; disk: ${result.disk.peak_gib_used_by_run} GiB used at the peak, ${result.disk.left_after_gib} GiB left after`);
   say(JSON.stringify(result));
   return errors.length ? 1 : 0;
