@@ -124,6 +124,10 @@ describe('split brain: the loser keeps its divergent writes aside, then resynchr
     await until('node1 refuses the reintegration', () => logMessages(n1, M).slice(from).some((l) => l.startsWith('abnormal delta between the dates of the last synchronization')), 30_000);
     const refusal = logMessages(n1, M).slice(from).find((l) => l.startsWith('abnormal delta'))!;
     assert.match(refusal, /\(86400 s apart, more than 90 s\): no automatic reintegration; run `stayup second fullsync -m sb` on node2/);
+    // The primary's status says why no link is set up, with its code (state -v, the API).
+    assert.equal(n1.ctx.modules.status(M).mirror?.replication?.linkError?.code, 'REPLICATION_SYNC_DATES');
+    // (the log line adds the way out to the same message)
+    assert.equal(refusal, `${n1.ctx.modules.status(M).mirror?.replication?.linkError?.message}; run \`stayup second fullsync -m sb\` on node2 (after stopping it) to compare and copy everything`);
     const st = n2.ctx.modules.status(M);
     assert.deepEqual([st.state, st.qualifier], ['SECOND', 'Transient'], 'node2 is not a copy and must not become Ready');
 

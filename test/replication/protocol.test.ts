@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { decodeFrame, encodeFrame, FrameReader, packEntries, ProtocolError, unpackEntries, type Frame } from '../../src/replication/protocol.ts';
+import { decodeFrame, encodeFrame, FrameReader, packEntries, packXattrs, ProtocolError, unpackEntries, unpackXattrs, type Frame } from '../../src/replication/protocol.ts';
 import { connectLink, listenLinks, memoryLinkPair } from '../../src/replication/link.ts';
 
 const samples: Frame[] = [
@@ -74,4 +74,21 @@ test('the TLS link authenticates with the module key and refuses another key or 
   } finally {
     server.close();
   }
+});
+
+test('extended attribute sets round-trip; a malformed one is refused with the frame and the field named', () => {
+  const set = [
+    { name: 'user.a', value: Buffer.from('1') },
+    { name: 'security.capability', value: Buffer.from([0, 1, 2, 255]) },
+    { name: 'user.empty', value: Buffer.alloc(0) },
+  ];
+  assert.deepEqual(unpackXattrs(packXattrs(set)), set);
+  assert.deepEqual(unpackXattrs(Buffer.alloc(0)), []);
+  const ok = packXattrs([{ name: 'user.a', value: Buffer.from('abc') }]);
+  const refused = (b: Buffer, message: string): void => assert.throws(() => unpackXattrs(b), (e: Error) => e instanceof ProtocolError && e.message === message);
+  refused(ok.subarray(0, 2), 'frame xattrs: name length runs past the end');
+  refused(ok.subarray(0, 8), 'frame xattrs: name runs past the end');
+  refused(ok.subarray(0, ok.length - 1), 'frame xattrs: value runs past the end');
+  refused(packXattrs([{ name: '', value: Buffer.from('x') }]), 'frame xattrs: an empty name or one with a NUL');
+  refused(packXattrs([{ name: 'user.a\0b', value: Buffer.from('x') }]), 'frame xattrs: an empty name or one with a NUL');
 });
