@@ -179,6 +179,11 @@ describe('two replicas over a real mount: random operation sequences leave ident
     assert.deepEqual(lost, []);
     assertSame(primary(), secondary(), what);
   };
+  /** The link cut: the peer is away from now on. */
+  const cut = (): void => {
+    source.detach('test cut');
+    lost.length = 0;
+  };
   const settle = async (): Promise<void> => {
     for (let i = 0; i < 500 && (source.status().unacked > 0 || source.status().resyncing); i++) await new Promise((r) => setTimeout(r, 10));
     await new Promise((r) => setTimeout(r, 50));
@@ -233,8 +238,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
   it('link cut during a run: the changes are journaled and the reintegration copies them', async () => {
     const run = runOps(A, 101, 600);
     await new Promise((r) => setTimeout(r, 50));
-    source.detach('test cut');
-    lost.length = 0;
+    cut();
     await run;
     await runOps(A, 102, 300);
     assert.ok(journal.dirty.size > 0, 'nothing was journaled while the peer was away');
@@ -246,8 +250,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
   });
 
   it('unclean reintegration (no common sync point): the trees are compared and repaired', async () => {
-    source.detach('test cut');
-    lost.length = 0;
+    cut();
     await runOps(A, 201, 300);
     // Damage the secondary behind the replication's back, as a crash would.
     const junk = join(B, 'junk');
@@ -261,13 +264,11 @@ describe('two replicas over a real mount: random operation sequences leave ident
   });
 
   it('a secondary that did not stop cleanly is compared since its last sync, not trusted to the journal', async () => {
-    source.detach('test cut');
-    lost.length = 0;
+    cut();
     await runOps(A, 301, 100);
     await attach({});
     await settle();
-    source.detach('test cut');
-    lost.length = 0;
+    cut();
     // What a power loss does to a secondary that acknowledged on receipt (async="second"): writes it had
     // acknowledged never reached its disk. Same sync point as the primary's journal, which is empty.
     const victim = readdirSync(B, { recursive: true, withFileTypes: true }).find((e) => e.isFile() && statSync(join(e.parentPath, e.name)).size > 0)!;
@@ -282,8 +283,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
   });
 
   it('a crash of the primary: files changed since the last sync are compared by change time, not only mtime', async () => {
-    source.detach('test cut');
-    lost.length = 0;
+    cut();
     await inChild(String.raw`
       const fs = require('fs'), path = require('path');
       const old = path.join(process.argv[1], 'old-file');
@@ -292,8 +292,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
     `, A);
     await attach({});
     await settle();
-    source.detach('test cut');
-    lost.length = 0;
+    cut();
     // While the peer is away: a file written and given back an old modification time (what tar -x, cp -p
     // and rsync -t do), and an existing file whose mode alone changes. Both keep an mtime far before the
     // last sync point; only their change time (ctime) says they changed.
@@ -310,8 +309,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
   });
 
   it('extended attributes: replicated live, and a reintegration brings over what changed while the peer was away', async () => {
-    source.detach('test cut');
-    lost.length = 0;
+    cut();
     await attach({});
     await settle();
     await inPython(String.raw`
@@ -326,8 +324,7 @@ os.setxattr(f, 'user.removed', b'gone soon')
 `, A);
     await settle();
     assertSame(primary(), secondary(), 'extended attributes replicated live');
-    source.detach('test cut');
-    lost.length = 0;
+    cut();
     await inPython(String.raw`
 import os, sys
 root = sys.argv[1]
@@ -345,8 +342,7 @@ os.setxattr(n, 'user.new', bytes(range(256)))
     assert.equal(xattrText(secondary(), 'xa/file'), xattrText(primary(), 'xa/file'));
     assertSame(primary(), secondary(), 'after the reintegration of extended attribute changes');
     // The same after a crash of the primary (no trusted journal): an xattr change moves only the ctime.
-    source.detach('test cut');
-    lost.length = 0;
+    cut();
     await inPython(String.raw`
 import os, sys
 f = os.path.join(sys.argv[1], 'xa', 'file')
@@ -357,8 +353,7 @@ os.removexattr(f, 'user.kept')
   });
 
   it('full reintegration copies only the blocks that differ', async () => {
-    source.detach('test cut');
-    lost.length = 0;
+    cut();
     const big = 4 * 1024 * 1024;
     await new Promise<void>((resolve, reject) => {
       const c = spawn(process.execPath, ['-e', `require('fs').writeFileSync(${JSON.stringify(join(A, 'big.bin'))}, require('crypto').randomBytes(${big}))`]);
@@ -370,8 +365,7 @@ os.removexattr(f, 'user.kept')
     await settle();
     assertSame(primary(), secondary(), 'after the first full reintegration');
     const firstBytes = stats.bytesSent;
-    source.detach('test cut');
-    lost.length = 0;
+    cut();
     await attach({ sync: 'full' });
     await settle();
     assertSame(primary(), secondary(), 'after the second full reintegration');
@@ -380,8 +374,7 @@ os.removexattr(f, 'user.kept')
   });
 
   it('a journaled reintegration compares the marked zones block by block and sends only the changed blocks', async () => {
-    source.detach('test cut');
-    lost.length = 0;
+    cut();
     // Three 4 KiB writes, each inside one 64 KiB comparison block and in its own 1 MiB zone of big.bin
     // (written by the test above), made while the peer is away.
     const offsets = [100_000, 1_500_000, 3_000_000];
