@@ -609,6 +609,9 @@ export class ReplicationSource {
       const meta = { uid: Number(st.uid), gid: Number(st.gid) };
       if (st.isSymbolicLink()) this.send({ type: 'symlink', path: p, target: this.readlink(p), ...meta });
       else this.send({ type: 'mknod', path: p, mode: Number(st.mode), rdev: Number(st.rdev), ...meta });
+      // Made anew on the peer, so with no extended attributes: its set (trusted.*, security.* such as an
+      // SELinux label; the kernel keeps user.* for files and directories) follows.
+      this.sendXattrs(p);
       return null;
     }
     // The journal knows which MiB (or zones) changed, the peer has the rest: their blocks are compared.

@@ -16,8 +16,8 @@
 // What is compared: entries of every directory (after <notreplicated>, as the reintegration filters them),
 // types; for files size, content blocks, mode, owner and modification time; for directories mode and owner
 // (not their mtime: creating an entry sets it on each node at its own time); the extended attributes of
-// files and directories (with a peer that speaks protocol v4: xattrsReq); symlink targets and owners; the
-// mode and owner of other objects. Files written during the comparison may show as different.
+// every object (with a peer that speaks protocol v4: xattrsReq); symlink targets and owners; the mode and
+// owner of other objects. Files written during the comparison may show as different.
 
 import { closeSync, constants as C, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
@@ -188,8 +188,9 @@ export async function compareReplicas(o: {
     // A file's checksums are asked with its attributes: one round trip to the peer per file, not two (a
     // million files). They are not used when the attributes say it is no longer a file on both sides.
     const sumsOf = (side: ReplicaSide): Promise<{ size: number; sums: Buffer } | null> | null => (type === 'file' ? side.sums(p) : null);
-    // Extended attributes as a reintegration brings them over: of files and directories (not symlinks).
-    const withXattrs = (type === 'file' || type === 'dir') && source.xattrs !== undefined && copy.xattrs !== undefined;
+    // Extended attributes as a reintegration brings them over: of every object (a symlink or a device node
+    // holds only trusted.* and security.* ones: the kernel keeps user.* for files and directories).
+    const withXattrs = source.xattrs !== undefined && copy.xattrs !== undefined;
     const xattrsOf = (side: ReplicaSide): Promise<Map<string, Buffer> | null> | null => (withXattrs ? side.xattrs!(p) : null);
     const [a, b, sa, sb, xa, xb] = await Promise.all([source.stat(p), copy.stat(p), sumsOf(source), sumsOf(copy), xattrsOf(source), xattrsOf(copy)]);
     if (!a) {

@@ -106,11 +106,11 @@ function snapshot(r: Replica): Map<string, string> {
       const a = join(abs, name);
       const relPath = rel ? `${rel}/${name}` : name;
       const st = lstatSync(a, { bigint: true });
-      const common = `mode=${st.mode.toString(8)} uid=${st.uid} gid=${st.gid}${st.isSymbolicLink() ? '' : ` xattrs=${xattrText(r, relPath)}`}`;
+      const common = `mode=${st.mode.toString(8)} uid=${st.uid} gid=${st.gid} xattrs=${xattrText(r, relPath)}`;
       if (st.isDirectory()) {
         out.set(relPath, `dir ${common}`);
         walk(a, relPath);
-      } else if (st.isSymbolicLink()) out.set(relPath, `symlink ${readlinkSync(a)} uid=${st.uid} gid=${st.gid}`);
+      } else if (st.isSymbolicLink()) out.set(relPath, `symlink ${readlinkSync(a)} uid=${st.uid} gid=${st.gid} xattrs=${xattrText(r, relPath)}`);
       else out.set(relPath, `file ${common} size=${st.size} mtime=${st.mtimeNs} md5=${createHash('md5').update(readFileSync(a)).digest('hex')}`);
     }
   };
@@ -321,6 +321,11 @@ open(f, 'w').write('x')
 os.setxattr(f, 'user.kept', b'same')
 os.setxattr(f, 'user.changed', b'before')
 os.setxattr(f, 'user.removed', b'gone soon')
+# A symlink holds trusted.* and security.* attributes (user.* is for files and directories).
+l = os.path.join(root, 'xa', 'link')
+os.symlink('file', l)
+os.setxattr(l, 'trusted.label', b'on the link', follow_symlinks=False)
+os.setxattr(l, 'trusted.removed', b'gone soon', follow_symlinks=False)
 `, A);
     await settle();
     assertSame(primary(), secondary(), 'extended attributes replicated live');
@@ -335,11 +340,17 @@ os.setxattr(os.path.join(root, 'xa'), 'user.on-a-directory', b'd')
 n = os.path.join(root, 'xa', 'new')
 open(n, 'w').write('new')
 os.setxattr(n, 'user.new', bytes(range(256)))
+l = os.path.join(root, 'xa', 'link')
+os.setxattr(l, 'trusted.label', b'changed while the peer was away', follow_symlinks=False)
+os.removexattr(l, 'trusted.removed', follow_symlinks=False)
+os.symlink('new', os.path.join(root, 'xa', 'new-link'))
+os.setxattr(os.path.join(root, 'xa', 'new-link'), 'trusted.label', b'new link', follow_symlinks=False)
 `, A);
     await attach({});
     await settle();
     assert.deepEqual(lost, []);
     assert.equal(xattrText(secondary(), 'xa/file'), xattrText(primary(), 'xa/file'));
+    assert.equal(xattrText(secondary(), 'xa/link'), `trusted.label=${Buffer.from('changed while the peer was away').toString('hex')}`);
     assertSame(primary(), secondary(), 'after the reintegration of extended attribute changes');
     // The same after a crash of the primary (no trusted journal): an xattr change moves only the ctime.
     cut();
@@ -348,6 +359,7 @@ import os, sys
 f = os.path.join(sys.argv[1], 'xa', 'file')
 os.setxattr(f, 'user.changed', b'third')
 os.removexattr(f, 'user.kept')
+os.setxattr(os.path.join(sys.argv[1], 'xa', 'link'), 'trusted.label', b'third', follow_symlinks=False)
 `, A);
     await reintegrateAfterPrimaryCrash('after an unclean reintegration of extended attribute changes');
   });

@@ -86,6 +86,9 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
     writeFileSync(join(A, 'excluded', 'ignored.txt'), 'on the source');
     writeFileSync(join(A, 'xattr.txt'), 'extended attributes');
     setXattrs(join(A, 'xattr.txt'), { 'user.same': 's', 'user.changed': 'on the source' });
+    // A symlink holds trusted.* and security.* attributes (not user.*).
+    symlinkSync('same.txt', join(A, 'xlink'));
+    setXattrs(join(A, 'xlink'), { 'trusted.same': 's' });
     execFileSync('cp', ['-a', A, B]);
     // Now what only the source has, and the copy's differences.
     writeFileSync(join(A, 'only-a.txt'), '0123456789');
@@ -110,12 +113,13 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
     writeFileSync(join(B, 'excluded', 'ignored.txt'), 'different on the copy, not replicated');
     setXattrs(join(A, 'xattr.txt'), { 'user.only-a': 'y' });
     setXattrs(join(B, 'xattr.txt'), { 'user.changed': 'on the copy', 'user.only-b': 'x' });
+    setXattrs(join(A, 'xlink'), { 'trusted.label': 'on the source' });
     // cp -a kept the times: setting extended attributes changes only the ctime.
   }
 
-  /** Sets extended attributes (Node has no call for them: Python's os.setxattr). */
+  /** Sets extended attributes of the object itself, a symlink included (Node has no call: Python's os.setxattr). */
   function setXattrs(path: string, attrs: Record<string, string>): void {
-    const script = 'import os, sys, json\nfor k, v in json.loads(sys.argv[2]).items(): os.setxattr(sys.argv[1], k, v.encode())';
+    const script = 'import os, sys, json\nfor k, v in json.loads(sys.argv[2]).items(): os.setxattr(sys.argv[1], k, v.encode(), follow_symlinks=False)';
     execFileSync('python3', ['-c', script, path, JSON.stringify(attrs)]);
   }
 
@@ -127,8 +131,8 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
     assert.deepEqual(r.differences, []);
     assert.equal(r.differing, 0);
     assert.equal(r.bytesToSend, 0);
-    // same, big, grown, mode, owner, mtime, typed, xattr, only-a, x, y; root, dirmode, dir-a, sub; the link.
-    assert.deepEqual(r.compared, { files: 11, directories: 4, other: 1 });
+    // same, big, grown, mode, owner, mtime, typed, xattr, only-a, x, y; root, dirmode, dir-a, sub; the links.
+    assert.deepEqual(r.compared, { files: 11, directories: 4, other: 2 });
   });
 
   it('rfsdiff (source local): every kind of difference with its reason, and the bytes a reintegration would send', async () => {
@@ -149,9 +153,10 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
         '/data/owner.txt: owner: 0:0 on n1, 1000:1000 on n2 [0]',
         '/data/typed: type: file on n1, directory on n2 [5]',
         '/data/xattr.txt: extended attributes: user.changed (differs), user.only-a (missing on n2), user.only-b (only on n2) [0]',
+        '/data/xlink: extended attributes: trusted.label (missing on n2) [0]',
       ],
     );
-    assert.equal(r.differing, 12);
+    assert.equal(r.differing, 13);
     assert.equal(r.truncated, false);
     assert.equal(r.bytesToSend, MiB + 7 + MiB / 2 + 10 + 5);
     assert.deepEqual([r.source, r.copy], ['n1', 'n2']);
