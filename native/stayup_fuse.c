@@ -3647,6 +3647,50 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info)
 	return undefined(env);
 }
 
+/* Where a file holds data in [offset, offset + length): [scannedTo, start0, end0, start1, end1, ...]. Everything
+ * in [offset, scannedTo) outside the pairs is a hole (reads as zeros); past scannedTo nothing is said (at
+ * most DATA_RANGES_MAX pairs per call: the caller asks again from there, or treats the rest as data). A
+ * file system without SEEK_DATA reports the whole file as data (lseek's generic answer). */
+#define DATA_RANGES_MAX 4096
+static napi_value js_dataRanges(napi_env env, napi_callback_info info)
+{
+	HELPER_ARGS(3);
+	int fd;
+	int64_t off, len;
+	if (get_fd(env, argv[0], &fd) < 0 || get_int64(env, argv[1], &off) < 0 || get_int64(env, argv[2], &len) < 0 ||
+	    off < 0 || len < 0 || off > INT64_MAX - len)
+		return throw_type(env, "dataRanges(fd, offset, length)");
+	const int64_t end = off + len;
+	napi_value out;
+	napi_create_array(env, &out);
+	uint32_t k = 1;
+	int64_t at = off, scanned = end;
+	while (at < end) {
+		if (k >= 1 + 2 * DATA_RANGES_MAX) {
+			scanned = at;
+			break;
+		}
+		off_t d = lseek(fd, at, SEEK_DATA);
+		if (d < 0) {
+			if (errno == ENXIO) break; /* no data from here to the end of the file */
+			return throw_errno(env, errno, "dataRanges", NULL);
+		}
+		if (d >= end) break;
+		off_t h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0) return throw_errno(env, errno, "dataRanges", NULL);
+		napi_value a, b;
+		napi_create_double(env, (double)d, &a);
+		napi_create_double(env, (double)(h < end ? h : end), &b);
+		napi_set_element(env, out, k++, a);
+		napi_set_element(env, out, k++, b);
+		at = h;
+	}
+	napi_value sv;
+	napi_create_double(env, (double)scanned, &sv);
+	napi_set_element(env, out, 0, sv);
+	return out;
+}
+
 static napi_value js_futimens(napi_env env, napi_callback_info info)
 {
 	HELPER_ARGS(3);
@@ -3731,7 +3775,7 @@ static napi_value init_module(napi_env env, napi_value exports)
 		FN(unlinkAt),  FN(renameAt),   FN(chownAt),       FN(chmodAt),       FN(utimensAt),
 		FN(truncateAt), FN(setxattrAt), FN(removexattrAt), FN(getxattrAt),   FN(listxattrAt),
 		FN(lstatAt),   FN(readdirAt),  FN(readlinkAt),    FN(fallocate),     FN(futimens),
-		FN(fchown),    FN(fchmod),     FN(fsync),         FN(pwrite),
+		FN(fchown),    FN(fchmod),     FN(fsync),         FN(pwrite),      FN(dataRanges),
 #undef FN
 	};
 	napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

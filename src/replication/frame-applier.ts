@@ -9,6 +9,7 @@ import { closeSync, constants as C, readSync, fstatSync, ftruncateSync, fdatasyn
 import { errCode, type PeerFs, type StatNs } from './peer-fs.ts';
 import { packEntries, unpackXattrs, type EntryType, type Frame } from './protocol.ts';
 import { replPathProblem, splitReplPath } from './paths.ts';
+import { blockSumAt, DataMap, PUNCH_HOLE_MODE } from './sparse.ts';
 
 /** Block checksums: the first 16 bytes of SHA-256 (SHA-NI makes it ~1.4 GiB/s here). */
 export const SUM_BYTES = 16;
@@ -196,7 +197,13 @@ export class FrameApplier {
       }
       case 'fallocate': {
         const fd = this.fdFor(f.path);
-        fs.fallocate(fd, f.mode, Number(f.offset), Number(f.length));
+        try {
+          fs.fallocate(fd, f.mode, Number(f.offset), Number(f.length));
+        } catch (e) {
+          // A reintegration punches the holes of a sparse file; a file system that cannot gets zeros.
+          if (f.mode !== PUNCH_HOLE_MODE || (errCode(e) !== 'EOPNOTSUPP' && errCode(e) !== 'ENOTSUP')) throw e;
+          writeZeros(fs, fd, Number(f.offset), Number(f.length));
+        }
         fs.futimens(fd, null, f.mtimeNs);
         return;
       }
@@ -340,10 +347,12 @@ export class FrameApplier {
     const fd = fs.openAt(root, rel, C.O_RDONLY | C.O_NOFOLLOW, 0);
     try {
       const buf = Buffer.allocUnsafe(Math.min(blockSize, end - offset));
+      // Blocks wholly inside holes are not read (sparse.ts): a sparse file of several TB answers fast.
+      const map = DataMap.of(fs, fd, offset, end);
       for (let b = 0; b < blocks; b++) {
         const at = offset + b * blockSize;
-        const n = readFully(fd, buf, Math.min(blockSize, end - at), at);
-        blockSum(buf.subarray(0, n)).copy(out, b * SUM_BYTES);
+        const sum = blockSumAt(fd, buf, at, Math.min(blockSize, end - at), end, map) ?? blockSum(Buffer.alloc(0));
+        sum.copy(out, b * SUM_BYTES);
       }
       return sumFrame(id, 1, typeCode, st.size, out);
     } finally {
@@ -390,6 +399,13 @@ function sumFrame(id: number, exists: number, kind: number, size: number, sums: 
 
 function entryType(t: string): EntryType {
   return t === 'file' || t === 'dir' || t === 'symlink' ? t : 'other';
+}
+
+/** Zeros over [offset, offset + length) of a file, within its size (a hole punched by hand). */
+function writeZeros(fs: PeerFs, fd: number, offset: number, length: number): void {
+  const end = Math.min(offset + length, fstatSync(fd).size);
+  const zeros = Buffer.alloc(Math.min(1024 * 1024, Math.max(0, end - offset)));
+  for (let at = offset; at < end; at += zeros.length) fs.pwrite(fd, zeros.subarray(0, Math.min(zeros.length, end - at)), at);
 }
 
 export function readFully(fd: number, buf: Buffer, length: number, position: number): number {

@@ -321,7 +321,7 @@ export class RfsRuntime implements ReplicationPort {
       uncleanGraceMs: UNCLEAN_GRACE_MS,
       lastSyncMs: () => this.record.get().lastSyncMs,
       acksOnReceipt: this.o.rfs.async === 'second',
-      xattrFs: this.o.native.fs,
+      nativeFs: this.o.native.fs,
       nowMs: () => performance.now(),
       events: {
         log: (level, message) => this.o.log(level, message),
@@ -748,7 +748,7 @@ export class RfsRuntime implements ReplicationPort {
       // Extended attributes are compared with a peer that answers them (v4), as a reintegration brings them.
       const xattrs = version >= XATTRS_SINCE_VERSION;
       const remote = new RemoteReplica(this.o.peer, link, this.o.rfs.reitimeoutMs, COMPARE_WINDOW_BYTES, xattrs);
-      const local = new LocalReplica(this.o.self, fds.map((fd) => `/proc/self/fd/${fd}`), xattrs ? { fs: this.o.native.fs, rootFds: fds } : undefined);
+      const local = new LocalReplica(this.o.self, fds.map((fd) => `/proc/self/fd/${fd}`), xattrs ? { fs: this.o.native.fs, rootFds: fds } : undefined, this.o.native.fs);
       const result = await compareReplicas({
         source: mode === 'diff' ? local : remote,
         copy: mode === 'diff' ? remote : local,

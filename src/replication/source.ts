@@ -25,11 +25,12 @@ import { errCode, type PeerFs } from './peer-fs.ts';
 import { parentOf, replPath, splitReplPath, type ReplicationFilter } from './paths.ts';
 import { readFully, SUM_BYTES, blockSum } from './target.ts';
 import type { LiveOp } from './live-op.ts';
+import { DataMap, PUNCH_HOLE_MODE, zeroSum, type DataRangesFs } from './sparse.ts';
 
 export interface SourceDir {
   /** `/proc/self/fd/<rootFd>`: the real data under the mount. */
   underPath: string;
-  /** The mount's root descriptor: with `SourceOptions.xattrFs`, extended attributes are read beneath it. */
+  /** The mount's root descriptor: with `SourceOptions.nativeFs`, extended attributes are read beneath it. */
   rootFd?: number;
   filter: ReplicationFilter;
   reply(job: number, errno: number): void;
@@ -85,10 +86,12 @@ export interface SourceOptions {
    */
   acksOnReceipt?: boolean;
   /**
-   * Reads extended attributes beneath a directory's rootFd (the native helpers): a reintegration then
-   * sends each compared object's set (`xattrs`, protocol v4) where the link speaks it.
+   * The native helpers. A reintegration reads extended attributes beneath a directory's rootFd with them
+   * (and sends each compared object's set, `xattrs`, protocol v4, where the link speaks it), and where a
+   * file holds data (sparse.ts): its holes are neither read nor sent. Without them, no extended attributes
+   * go and every file is read whole.
    */
-  xattrFs?: Pick<PeerFs, 'listxattrAt' | 'getxattrAt'>;
+  nativeFs?: Pick<PeerFs, 'listxattrAt' | 'getxattrAt'> & DataRangesFs;
   nowMs: () => number;
   events: SourceEvents;
 }
@@ -117,6 +120,12 @@ export const ZONE_SUM_BLOCK_BYTES = 64 * 1024;
  * in about 10 ms, a pause of its event loop (live frames wait meanwhile) that a whole big file would make long.
  */
 export const SUM_WINDOW_BYTES = 16 * 1024 * 1024;
+/**
+ * ... and spans at most this much of it, holes included: the peer reads what it holds there (data where the
+ * primary has a hole: a few hundred ms of its apply worker at worst), and its answer stays small (16 KiB
+ * with 1 MiB blocks).
+ */
+export const SUM_WINDOW_SPAN_BYTES = 1024 * 1024 * 1024;
 
 export class ReplicationSource {
   private link: FrameLink | null = null;
@@ -722,7 +731,8 @@ export class ReplicationSource {
       let first = true;
       for (;;) {
         const size = fstatSync(fd).size;
-        const win = nextWindow(job, size, blockBytes);
+        const holes = this.o.nativeFs;
+        const win = nextWindow(job, size, blockBytes, holes && ((from, limit, budget) => DataMap.of(holes, fd, from, limit).span(from, limit, budget)));
         let peer: PeerSums | null = null;
         if (peerHas) {
           // One request per range of the window, all at once (one round trip); the first answer also says
@@ -765,7 +775,7 @@ export class ReplicationSource {
    * a file system without extended attributes sends an empty set, which the peer takes as "none".
    */
   private sendXattrs(p: string): void {
-    const xfs = this.o.xattrFs;
+    const xfs = this.o.nativeFs;
     const { dirIndex, rel } = splitReplPath(p);
     const rootFd = this.o.dirs[dirIndex]?.rootFd;
     if (!this.peerTakesXattrs || !xfs || rootFd === undefined) return;
@@ -797,17 +807,34 @@ export class ReplicationSource {
 
   /**
    * Reads the blocks of one window (ranges in increasing order) and sends those the peer lacks (`peer` null:
-   * all of them) in runs of up to WRITE_CHUNK_BYTES; `job.cursor` follows what has been read.
+   * all of them) in runs of up to WRITE_CHUNK_BYTES; `job.cursor` follows what has been read. A block wholly
+   * inside a hole of this file is not read: the peer gets nothing for it when it has zeros there (or no file
+   * before this comparison: fileMeta gave it the size, as a hole), else a punched hole (`fallocate`).
    */
   private async sendDiffering(link: FrameLink, p: string, fd: number, buf: Buffer, win: ReadonlyArray<readonly [number, number]>, blockBytes: number, peer: PeerSums | null, job: { cursor: number }): Promise<void> {
     let runStart = -1;
     let runLen = 0;
+    let punchStart = -1;
+    let punchLen = 0;
+    // Where this file holds data, and its size, taken together and again after every wait (see sparse.ts).
+    let map: DataMap | null = null;
+    let size = 0;
+    const flushPunch = (): void => {
+      if (punchLen === 0) return;
+      const mtimeNs = fstatSync(fd, { bigint: true }).mtimeNs;
+      this.send({ type: 'fallocate', path: p, mode: PUNCH_HOLE_MODE, offset: BigInt(punchStart), length: BigInt(punchLen), mtimeNs });
+      this.sentPaths.push({ count: this.sentCount, paths: [p] });
+      punchStart = -1;
+      punchLen = 0;
+    };
     const flush = async (): Promise<void> => {
+      flushPunch();
       if (runLen === 0) return;
       const at = runStart;
       let len = runLen;
       runStart = -1;
       runLen = 0;
+      map = null;
       if (this.o.reiBytesPerS) {
         await this.throttle(len);
         if (this.link !== link) return;
@@ -828,15 +855,34 @@ export class ReplicationSource {
         if (this.link !== link) return;
         // A run is one write at consecutive offsets: it ends with its buffer, or at a gap between ranges.
         if (runLen + blockBytes > buf.length || (runLen > 0 && runStart + runLen !== at)) await flush();
-        const n = readFully(fd, buf.subarray(runLen), Math.min(blockBytes, end - at), at);
+        const want = Math.min(blockBytes, end - at);
+        const k = (at - start) / blockBytes;
+        const theirs = sums !== undefined && (k + 1) * SUM_BYTES <= sums.length ? sums.subarray(k * SUM_BYTES, (k + 1) * SUM_BYTES) : null;
+        if (!map) {
+          size = fstatSync(fd).size;
+          map = DataMap.of(this.o.nativeFs, fd, at, end);
+        }
+        const holeLen = Math.min(want, size - at);
+        if (holeLen > 0 && map.isHole(at, holeLen)) {
+          job.cursor = at + blockBytes;
+          await flush(); // takes the map again if it waited: this block's fate is settled, the cursor past it
+          if (peer !== null && !(theirs && theirs.equals(zeroSum(holeLen)))) {
+            if (punchLen > 0 && punchStart + punchLen !== at) flushPunch();
+            if (punchLen === 0) punchStart = at;
+            punchLen += holeLen;
+          }
+          if (holeLen < blockBytes) break;
+          continue;
+        }
+        const n = readFully(fd, buf.subarray(runLen), want, at);
         job.cursor = at + blockBytes;
         if (n === 0) break;
-        const k = (at - start) / blockBytes;
-        const same = sums !== undefined && (k + 1) * SUM_BYTES <= sums.length && blockSum(buf.subarray(runLen, runLen + n)).equals(sums.subarray(k * SUM_BYTES, (k + 1) * SUM_BYTES));
+        const same = theirs !== null && blockSum(buf.subarray(runLen, runLen + n)).equals(theirs);
         if (same) {
           await flush();
           continue;
         }
+        flushPunch();
         if (runLen === 0) runStart = at;
         runLen += n;
         if (n < blockBytes) break;
@@ -940,10 +986,17 @@ export function stillToRead(job: { ranges: ReadonlyArray<readonly [number, numbe
 
 /**
  * The next window of a file comparison from `job.cursor`: block-aligned parts of `job.ranges`, in order,
- * SUM_WINDOW_BYTES in all at most, that start before the end of the file (`size`); null when nothing is
- * left to read.
+ * that start before the end of the file (`size`); null when nothing is left to read. A window costs
+ * SUM_WINDOW_BYTES at most: each byte 1 without `spanOf`; with it (a file's data map, sparse.ts), holes cost
+ * HOLE_WEIGHT, so a window spans at most SUM_WINDOW_SPAN_BYTES of holes (one request per GiB of a sparse
+ * file, not per 16 MiB).
  */
-export function nextWindow(job: { ranges: ReadonlyArray<readonly [number, number]>; cursor: number }, size: number, blockBytes: number): Array<[number, number]> | null {
+export function nextWindow(
+  job: { ranges: ReadonlyArray<readonly [number, number]>; cursor: number },
+  size: number,
+  blockBytes: number,
+  spanOf?: (from: number, limit: number, budget: number) => { end: number; cost: number },
+): Array<[number, number]> | null {
   const out: Array<[number, number]> = [];
   let budget = SUM_WINDOW_BYTES;
   const fileEnd = Math.ceil(size / blockBytes) * blockBytes;
@@ -953,11 +1006,23 @@ export function nextWindow(job: { ranges: ReadonlyArray<readonly [number, number
     if (start >= size || budget <= 0) break;
     const prev = out[out.length - 1];
     const from = prev && prev[1] > start ? prev[1] : start;
-    const end = Math.min(b, from + budget, fileEnd);
+    let end: number;
+    let cost: number;
+    if (spanOf) {
+      const limit = Math.min(b, fileEnd, from + SUM_WINDOW_SPAN_BYTES);
+      if (limit <= from) continue;
+      const s = spanOf(from, limit, budget);
+      // Whole blocks, at least one: the window always moves on.
+      end = Math.min(limit, Math.max(from + blockBytes, Math.ceil(s.end / blockBytes) * blockBytes));
+      cost = Math.max(s.cost, 1);
+    } else {
+      end = Math.min(b, from + budget, fileEnd);
+      cost = end - from;
+    }
     if (end <= from) continue;
     if (prev && prev[1] === from) prev[1] = end;
     else out.push([from, end]);
-    budget -= end - from;
+    budget -= cost;
   }
   return out.length ? out : null;
 }

@@ -27,7 +27,8 @@ import type { FrameLink } from './link.ts';
 import { ENTRY_TYPES, packXattrs, unpackEntries, unpackXattrs, type EntryType, type Frame, type FrameOf } from './protocol.ts';
 import { replPath, replPathProblem, splitReplPath, type ReplicationFilter } from './paths.ts';
 import { errCode, type PeerFs } from './peer-fs.ts';
-import { blockSum, readFully, ReplicationTarget, SUM_BYTES, type TargetRoot } from './target.ts';
+import { blockSum, ReplicationTarget, SUM_BYTES, type TargetRoot } from './target.ts';
+import { blockSumAt, DataMap, type DataRangesFs } from './sparse.ts';
 
 /** The reintegration's block (checksums and resync writes): the comparison uses the same. */
 export const COMPARE_BLOCK_BYTES = 1024 * 1024;
@@ -348,6 +349,8 @@ export class LocalReplica implements ReplicaSide {
     readonly node: string,
     private readonly underPaths: readonly string[],
     private readonly xattrRoots?: { fs: Pick<PeerFs, 'listxattrAt' | 'getxattrAt'>; rootFds: readonly number[] },
+    /** Where files hold data (the native helpers): holes are not read. Without it, files are read whole. */
+    private readonly dataFs?: DataRangesFs,
   ) {
     if (!xattrRoots) this.xattrs = undefined;
   }
@@ -402,11 +405,25 @@ export class LocalReplica implements ReplicaSide {
       const blocks = Math.ceil(size / COMPARE_BLOCK_BYTES);
       const out = Buffer.allocUnsafe(blocks * SUM_BYTES);
       const buf = Buffer.allocUnsafe(Math.min(COMPARE_BLOCK_BYTES, Math.max(size, 1)));
+      // Blocks wholly inside holes are not read (sparse.ts); the map is taken per window of the file.
+      let map = DataMap.of(undefined, fd, 0, 0);
+      let mapEnd = 0;
+      let work = 0;
       for (let b = 0; b < blocks; b++) {
-        // A big file must not hold the daemon's thread (heartbeats, the mount) for long at a time.
-        if (b % 8 === 7) await yieldToLoop();
-        const n = readFully(fd, buf, Math.min(COMPARE_BLOCK_BYTES, size - b * COMPARE_BLOCK_BYTES), b * COMPARE_BLOCK_BYTES);
-        blockSum(buf.subarray(0, n)).copy(out, b * SUM_BYTES);
+        const at = b * COMPARE_BLOCK_BYTES;
+        if (at >= mapEnd) {
+          mapEnd = Math.min(size, at + COMPARE_WINDOW_BYTES);
+          map = DataMap.of(this.dataFs, fd, at, mapEnd);
+        }
+        const sum = blockSumAt(fd, buf, at, COMPARE_BLOCK_BYTES, size, map) ?? blockSum(Buffer.alloc(0));
+        sum.copy(out, b * SUM_BYTES);
+        // A big file must not hold the daemon's thread (heartbeats, the mount) for long at a time: a pause
+        // every 8 blocks read (or 1024 skipped).
+        work += map.isHole(at, Math.min(COMPARE_BLOCK_BYTES, size - at)) ? 1 / 128 : 1;
+        if (work >= 8) {
+          work = 0;
+          await yieldToLoop();
+        }
       }
       return { size, sums: out };
     } finally {

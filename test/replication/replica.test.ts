@@ -207,7 +207,7 @@ describe('two replicas over a real mount: random operation sequences leave ident
       reiBytesPerS: 0,
       uncleanGraceMs: 0,
       lastSyncMs: () => Date.now() - 60_000,
-      xattrFs: native.fs,
+      nativeFs: native.fs,
       nowMs: () => performance.now(),
       events: { log: () => {}, inSync: () => {}, lost: (r) => lost.push(r) },
     });

@@ -180,7 +180,7 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
     const rootA = native.openRoot(A);
     const source = new ReplicationSource({
       dirs: [{ underPath: A, rootFd: rootA, filter: dirs[0]!.filter, reply: () => {} }],
-      xattrFs: native.fs,
+      nativeFs: native.fs,
       journal,
       blockBytes: COMPARE_BLOCK_BYTES,
       nbrei: 4,

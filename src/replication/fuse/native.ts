@@ -305,6 +305,12 @@ export interface PeerHelpers {
   fsync(fd: number, datasync: boolean): void;
   /** Writes the whole buffer (loops over short writes); returns its length. */
   pwrite(fd: number, buffer: Buffer, offset: number): number;
+  /**
+   * Where the file holds data in [offset, offset + length) (SEEK_DATA/SEEK_HOLE): `[scannedTo, start0, end0,
+   * start1, end1, ...]`. Everything in [offset, scannedTo) outside the pairs is a hole; past scannedTo (at
+   * most 4096 pairs per call) nothing is said. A file system without SEEK_DATA reports all data.
+   */
+  dataRanges(fd: number, offset: number, length: number): number[];
 }
 
 interface Addon extends PeerHelpers {
