@@ -26,6 +26,9 @@ type Rec =
  */
 const APPEND_BATCH_BYTES = 64 * 1024;
 
+/** Zones one operation may mark (32 GiB in 8 MiB zones); past that its file is marked whole. */
+export const ZONES_PER_OPERATION_MAX = 4096;
+
 export class Journal {
   readonly dirty: DirtySet;
   private fd: number | null = null;
@@ -80,6 +83,12 @@ export class Journal {
     // (1 TiB: 131,072 zones of 8 MiB) that much work on every write of a primary running alone.
     const first = Math.floor(offset / this.dirty.zoneBytes);
     const last = Math.floor((offset + Math.max(length, 1) - 1) / this.dirty.zoneBytes);
+    if (last - first + 1 > ZONES_PER_OPERATION_MAX) {
+      // One operation over a huge range (a fallocate, a hole punched across a disk image): the whole file is
+      // compared, which reads only its data (sparse.ts), rather than journaling a mark per zone.
+      this.markAll(p);
+      return;
+    }
     const fresh: number[] = [];
     for (let z = first; z <= last; z++) if (!before?.has(z)) fresh.push(z);
     this.dirty.markZones(p, offset, length);

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Journal } from '../../src/replication/journal.ts';
+import { Journal, ZONES_PER_OPERATION_MAX } from '../../src/replication/journal.ts';
 
 test('a write to a big file journals only its new zones, without copying the file\'s marks (several TB per module)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'stayup-journal-'));
@@ -12,8 +12,9 @@ test('a write to a big file journals only its new zones, without copying the fil
     const j = new Journal(join(dir, 'journal.jsonl'), zone);
     j.reset('sync-1', 0);
     const zones = 200_000;
-    // A big file written while the peer is away: 200,000 zones marked (as 1.5 TiB would be in 8 MiB zones).
-    j.markZones('0/big', 0, zones * zone);
+    // A big file written while the peer is away: 200,000 zones marked (as 1.5 TiB would be in 8 MiB zones),
+    // by writes of 1 MiB.
+    for (let at = 0; at < zones * zone; at += 256 * zone) j.markZones('0/big', at, Math.min(256 * zone, zones * zone - at));
     const t0 = performance.now();
     for (let i = 0; i < 3000; i++) j.markZones('0/big', (i * 7919 % zones) * zone, 100);
     j.markZones('0/big', zones * zone, 2 * zone);
@@ -52,6 +53,26 @@ test('records are written once per turn (or per batch); flush writes the rest an
     j.markAll('0/d/last');
     j.close();
     assert.ok(back.load() && back.dirty.has('0/d/last'), 'close writes what is pending');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('one operation over more than ZONES_PER_OPERATION_MAX zones (a fallocate, a punched hole) marks its file whole', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stayup-journal-'));
+  try {
+    const zone = 8 * 1024 * 1024;
+    const j = new Journal(join(dir, 'journal.jsonl'), zone);
+    j.reset('sync-1', 0);
+    j.markZones('0/image', 0, ZONES_PER_OPERATION_MAX * zone);
+    assert.equal(j.dirty.get('0/image')!.zones!.size, ZONES_PER_OPERATION_MAX, 'up to the limit: zones');
+    j.markZones('0/image', 0, 2 * 1024 ** 4);
+    assert.equal(j.dirty.get('0/image')!.zones, null, '2 TiB at once: the whole file');
+    j.flush();
+    j.close();
+    const back = new Journal(join(dir, 'journal.jsonl'), zone);
+    assert.ok(back.load());
+    assert.equal(back.dirty.get('0/image')!.zones, null);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
