@@ -3,16 +3,13 @@ import { closeSync, fstatSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { greet, greetPeer } from '../../src/replication/handshake.ts';
-import { Journal } from '../../src/replication/journal.ts';
-import { memoryLinkPair } from '../../src/replication/link.ts';
 import { loadRfsNative, nativeAvailable } from '../../src/replication/native-binding.ts';
 import { ReplicationFilter } from '../../src/replication/paths.ts';
 import type { RfsNative } from '../../src/replication/rfs-runtime.ts';
-import { nextWindow, ReplicationSource, SUM_WINDOW_BYTES, SUM_WINDOW_SPAN_BYTES, type ResyncStats } from '../../src/replication/source.ts';
+import { nextWindow, SUM_WINDOW_BYTES, SUM_WINDOW_SPAN_BYTES } from '../../src/replication/source.ts';
 import { DataMap, HOLE_WEIGHT } from '../../src/replication/sparse.ts';
-import { ReplicationTarget } from '../../src/replication/target.ts';
-import { answerVerifyLink, COMPARE_BLOCK_BYTES, compareReplicas, LocalReplica, RemoteReplica, type ComparisonResult } from '../../src/replication/verify.ts';
+import type { ComparisonResult } from '../../src/replication/verify.ts';
+import { compareTrees, fullReintegration } from './tree-pair.ts';
 
 // Sparse files of several TB: a reintegration and rfsverify read and send their data, not their holes, and
 // the secondary's copy stays sparse (a hole where the primary has one is punched, never filled with zeros).
@@ -88,65 +85,10 @@ describe('sparse files of several TB', { skip }, () => {
     closeSync(fd);
   }
 
-  /** A full reintegration A -> B over the in-memory link, as a split brain's or `fullsync`'s. */
-  async function reintegrate(): Promise<{ stats: ResyncStats; ms: number }> {
-    const journal = new Journal(join(base, 'journal.jsonl'), 8 * MiB);
-    let stats: ResyncStats | null = null;
-    let applied = false;
-    const lost: string[] = [];
-    const rootA = native.openRoot(A);
-    const source = new ReplicationSource({
-      dirs: [{ underPath: A, rootFd: rootA, filter: dirs[0]!.filter, reply: () => {} }],
-      nativeFs: native.fs,
-      journal,
-      blockBytes: COMPARE_BLOCK_BYTES,
-      nbrei: 4,
-      reiBytesPerS: 0,
-      uncleanGraceMs: 0,
-      lastSyncMs: () => null,
-      nowMs: () => performance.now(),
-      events: { log: () => {}, inSync: (_id, s) => (stats = s), lost: (why) => lost.push(why) },
-    });
-    const rootB = native.openRoot(B);
-    const target = new ReplicationTarget({
-      fs: native.fs,
-      roots: [{ rootFd: rootB }],
-      async: 'none',
-      node: 'n2',
-      events: { synced: () => (applied = true), mark: () => {}, syncBegan: () => {}, diverged: (why) => lost.push(why), log: () => {} },
-    });
-    const [s, t] = memoryLinkPair();
-    target.attach(t, {});
-    await greetPeer(s, { module: 'm', node: 'n1', session: '1' }, { peer: 'n2', timeoutMs: 5000 });
-    const t0 = performance.now();
-    source.attach(s, { sync: 'full', syncId: null, clean: true, lastSyncMs: null, hints: [], hintsOverflow: false }, { peerTakesXattrs: true });
-    while (!(stats && applied) && !lost.length && performance.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 5));
-    const ms = performance.now() - t0;
-    source.detach('test done');
-    target.closeFds();
-    closeSync(rootB);
-    closeSync(rootA);
-    journal.close();
-    assert.deepEqual(lost.filter((l) => l !== 'test done'), []);
-    assert.ok(stats && applied, 'the reintegration did not end');
-    return { stats, ms };
-  }
-
-  async function verify(): Promise<ComparisonResult> {
-    const [mine, theirs] = memoryLinkPair();
-    const rootFd = native.openRoot(B);
-    answerVerifyLink(theirs, { fs: native.fs, roots: [{ rootFd }], node: 'n2', welcome: { node: 'n2' }, log: () => {}, onEnd: () => closeSync(rootFd) });
-    const localRoot = native.openRoot(A);
-    try {
-      await greet(mine, { module: 'm', node: 'n1', session: 'verify' }, { peer: 'n2', timeoutMs: 5000 });
-      const remote = new RemoteReplica('n2', mine, 30_000, 256 * MiB, true);
-      const local = new LocalReplica('n1', [A], { fs: native.fs, rootFds: [localRoot] }, native.fs);
-      return await compareReplicas({ source: local, copy: remote, dirs });
-    } finally {
-      mine.close();
-      closeSync(localRoot);
-    }
-  }
+  /** A full reintegration A -> B, as a split brain's or `fullsync`'s. */
+  const reintegrate = () => fullReintegration({ native, source: A, copy: B, filter: dirs[0]!.filter, work: base, timeoutMs: 120_000 });
+  /** rfsverify on n2 (B), with the verify link's 256 MiB windows. */
+  const verify = (): Promise<ComparisonResult> => compareTrees({ native, source: 'remote', local: B, remote: A, dirs, windowBytes: 256 * MiB });
 
   it('the data map: holes and data of a real sparse file, and windows that weigh holes lightly', () => {
     build();

@@ -5,16 +5,13 @@ import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, mkdt
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { greet, greetPeer } from '../../src/replication/handshake.ts';
-import { PROTOCOL_VERSION } from '../../src/replication/protocol.ts';
-import { Journal } from '../../src/replication/journal.ts';
+import { greetPeer } from '../../src/replication/handshake.ts';
 import { memoryLinkPair } from '../../src/replication/link.ts';
 import { loadRfsNative, nativeAvailable } from '../../src/replication/native-binding.ts';
 import { ReplicationFilter } from '../../src/replication/paths.ts';
 import type { RfsNative } from '../../src/replication/rfs-runtime.ts';
-import { ReplicationSource, type ResyncStats } from '../../src/replication/source.ts';
-import { ReplicationTarget } from '../../src/replication/target.ts';
-import { answerVerifyLink, COMPARE_BLOCK_BYTES, compareReplicas, isoNs, LocalReplica, RemoteReplica, type ComparisonResult } from '../../src/replication/verify.ts';
+import { answerVerifyLink, COMPARE_BLOCK_BYTES, isoNs, type ComparisonResult } from '../../src/replication/verify.ts';
+import { compareTrees, fullReintegration } from './tree-pair.ts';
 
 // rfsverify/rfsdiff's comparison over the in-memory link twin: this node's data read directly, the peer's
 // through the verify link, answered by a ReplicationTarget (listings, checksums) and statReq. The figures
@@ -46,27 +43,9 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
   });
   after(() => rmSync(base, { recursive: true, force: true }));
 
-  /** Compares the local tree `local` (node `localNode`) with `remote` answered over a verify link. */
-  async function compare(o: { source: 'local' | 'remote'; local: string; remote: string }): Promise<ComparisonResult> {
-    const [mine, theirs] = memoryLinkPair();
-    const rootFd = native.openRoot(o.remote);
-    const remoteNode = o.source === 'local' ? 'n2' : 'n1';
-    const localNode = o.source === 'local' ? 'n1' : 'n2';
-    answerVerifyLink(theirs, { fs: native.fs, roots: [{ rootFd }], node: remoteNode, welcome: { node: remoteNode }, log: (l, m) => logs.push(`${l} ${m}`), onEnd: () => closeSync(rootFd) });
-    const localRoot = native.openRoot(o.local);
-    try {
-      const { state: welcome, version } = await greet(mine, { module: 'm', node: localNode, session: 'verify' }, { peer: remoteNode, timeoutMs: 5000 });
-      assert.equal(welcome['node'], remoteNode);
-      assert.equal(version, PROTOCOL_VERSION);
-      // 2 MiB windows: big.bin (3 MiB) is asked in two, grown.bin (1.5 MiB) in one.
-      const remote = new RemoteReplica(remoteNode, mine, 10_000, 2 * MiB, true);
-      const local = new LocalReplica(localNode, [o.local], { fs: native.fs, rootFds: [localRoot] });
-      return await compareReplicas({ source: o.source === 'local' ? local : remote, copy: o.source === 'local' ? remote : local, dirs });
-    } finally {
-      mine.close();
-      closeSync(localRoot);
-    }
-  }
+  /** Compares the local tree with `remote` answered over a verify link; 2 MiB windows: big.bin (3 MiB) is asked in two, grown.bin (1.5 MiB) in one. */
+  const compare = (o: { source: 'local' | 'remote'; local: string; remote: string }): Promise<ComparisonResult> =>
+    compareTrees({ native, ...o, dirs, windowBytes: 2 * MiB, log: (l, m) => logs.push(`${l} ${m}`) });
 
   /** The two trees: B is A copied, then changed in every way a comparison must notice. */
   function build(): void {
@@ -173,46 +152,8 @@ describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', {
   it('the figures are the full reintegration\'s: it sends exactly bytesToSend, then nothing differs', async () => {
     build();
     const before = await compare({ source: 'local', local: A, remote: B });
-    const journal = new Journal(join(base, 'journal.jsonl'), 8 * MiB);
-    let stats: ResyncStats | null = null;
-    let applied = false;
-    const lost: string[] = [];
-    const rootA = native.openRoot(A);
-    const source = new ReplicationSource({
-      dirs: [{ underPath: A, rootFd: rootA, filter: dirs[0]!.filter, reply: () => {} }],
-      nativeFs: native.fs,
-      journal,
-      blockBytes: COMPARE_BLOCK_BYTES,
-      nbrei: 4,
-      reiBytesPerS: 0,
-      uncleanGraceMs: 0,
-      lastSyncMs: () => null,
-      nowMs: () => performance.now(),
-      events: { log: () => {}, inSync: (_id, s) => (stats = s), lost: (why) => lost.push(why) },
-    });
-    const rootB = native.openRoot(B);
-    const target = new ReplicationTarget({
-      fs: native.fs,
-      roots: [{ rootFd: rootB }],
-      async: 'none',
-      node: 'n2',
-      // The secondary applied the reintegration's end: everything before it is on B.
-      events: { synced: () => (applied = true), mark: () => {}, syncBegan: () => {}, diverged: (why) => lost.push(why), log: () => {} },
-    });
-    const [s, t] = memoryLinkPair();
-    target.attach(t, {});
-    await greetPeer(s, { module: 'm', node: 'n1', session: '1' }, { peer: 'n2', timeoutMs: 5000 });
-    source.attach(s, { sync: 'full', syncId: null, clean: true, lastSyncMs: null, hints: [], hintsOverflow: false }, { peerTakesXattrs: true });
-    const t0 = Date.now();
-    while (!(stats && applied) && !lost.length && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 5));
-    source.detach('test done');
-    target.closeFds();
-    closeSync(rootB);
-    closeSync(rootA);
-    journal.close();
-    assert.deepEqual(lost.filter((l) => l !== 'test done'), []);
-    assert.ok(stats && applied, 'the reintegration did not end');
-    assert.equal((stats as ResyncStats).bytesSent, before.bytesToSend);
+    const { stats } = await fullReintegration({ native, source: A, copy: B, filter: dirs[0]!.filter, work: base });
+    assert.equal(stats.bytesSent, before.bytesToSend);
     const after = await compare({ source: 'local', local: A, remote: B });
     assert.deepEqual(after.differences, []);
     assert.equal(readFileSync(join(B, 'excluded', 'ignored.txt'), 'utf8'), 'different on the copy, not replicated');
