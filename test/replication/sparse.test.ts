@@ -3,25 +3,19 @@ import { closeSync, fstatSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadRfsNative, nativeAvailable } from '../../src/replication/native-binding.ts';
+import { loadRfsNative } from '../../src/replication/native-binding.ts';
 import { ReplicationFilter } from '../../src/replication/paths.ts';
 import type { RfsNative } from '../../src/replication/rfs-runtime.ts';
 import { nextWindow, SUM_WINDOW_BYTES, SUM_WINDOW_SPAN_BYTES } from '../../src/replication/source.ts';
 import { DataMap, HOLE_WEIGHT } from '../../src/replication/sparse.ts';
 import type { ComparisonResult } from '../../src/replication/verify.ts';
-import { compareTrees, fullReintegration } from './tree-pair.ts';
+import { compareTrees, fullReintegration, treePairSkip } from './tree-pair.ts';
 
 // Sparse files of several TB: a reintegration and rfsverify read and send their data, not their holes, and
 // the secondary's copy stays sparse (a hole where the primary has one is punched, never filled with zeros).
 // A 2 TiB file with a few MiB of data in it, on the real file system (ext4 holds files up to 16 TiB).
 
-function skipReason(): string | false {
-  if (process.platform !== 'linux') return 'the peer helpers need Linux';
-  if (process.getuid?.() !== 0) return 'chown needs root';
-  const n = nativeAvailable();
-  return n === true ? false : n;
-}
-const skip = skipReason();
+const skip = treePairSkip();
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;

@@ -9,12 +9,21 @@ import { join } from 'node:path';
 import { greet, greetPeer } from '../../src/replication/handshake.ts';
 import { Journal } from '../../src/replication/journal.ts';
 import { memoryLinkPair } from '../../src/replication/link.ts';
+import { nativeAvailable } from '../../src/replication/native-binding.ts';
 import type { ReplicationFilter } from '../../src/replication/paths.ts';
 import { PROTOCOL_VERSION } from '../../src/replication/protocol.ts';
 import type { RfsNative } from '../../src/replication/rfs-runtime.ts';
 import { ReplicationSource, type ResyncStats } from '../../src/replication/source.ts';
 import { ReplicationTarget } from '../../src/replication/target.ts';
 import { answerVerifyLink, COMPARE_BLOCK_BYTES, compareReplicas, LocalReplica, RemoteReplica, type ComparisonResult } from '../../src/replication/verify.ts';
+
+/** Why these helpers cannot run here (the native peer helpers, root for chown), or false. */
+export function treePairSkip(): string | false {
+  if (process.platform !== 'linux') return 'the peer helpers need Linux';
+  if (process.getuid?.() !== 0) return 'chown needs root';
+  const n = nativeAvailable();
+  return n === true ? false : n;
+}
 
 /**
  * A full reintegration of `source` into `copy` (as after a split brain or `fullsync`), to its end: the

@@ -7,24 +7,18 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { greetPeer } from '../../src/replication/handshake.ts';
 import { memoryLinkPair } from '../../src/replication/link.ts';
-import { loadRfsNative, nativeAvailable } from '../../src/replication/native-binding.ts';
+import { loadRfsNative } from '../../src/replication/native-binding.ts';
 import { ReplicationFilter } from '../../src/replication/paths.ts';
 import type { RfsNative } from '../../src/replication/rfs-runtime.ts';
 import { answerVerifyLink, COMPARE_BLOCK_BYTES, isoNs, type ComparisonResult } from '../../src/replication/verify.ts';
-import { compareTrees, fullReintegration } from './tree-pair.ts';
+import { compareTrees, fullReintegration, treePairSkip } from './tree-pair.ts';
 
 // rfsverify/rfsdiff's comparison over the in-memory link twin: this node's data read directly, the peer's
 // through the verify link, answered by a ReplicationTarget (listings, checksums) and statReq. The figures
 // are checked against the real thing: a full reintegration of the same trees sends exactly the bytes the
 // comparison announced, and afterwards the comparison finds nothing.
 
-function skipReason(): string | false {
-  if (process.platform !== 'linux') return 'the peer helpers need Linux';
-  if (process.getuid?.() !== 0) return 'chown needs root';
-  const n = nativeAvailable();
-  return n === true ? false : n;
-}
-const skip = skipReason();
+const skip = treePairSkip();
 const MiB = COMPARE_BLOCK_BYTES;
 
 describe('rfsverify/rfsdiff comparison (a dry run of the full reintegration)', { skip }, () => {
