@@ -3671,13 +3671,15 @@ static napi_value js_dataRanges(napi_env env, napi_callback_info info)
 			break;
 		}
 		off_t d = lseek(fd, at, SEEK_DATA);
-		if (d < 0) {
-			if (errno == ENXIO) break; /* no data from here to the end of the file */
-			return throw_errno(env, errno, "dataRanges", NULL);
+		if (d < 0 && errno == ENXIO) break; /* no data from here to the end of the file */
+		off_t h = d < 0 ? -1 : lseek(fd, d, SEEK_HOLE);
+		if (d < 0 || h < 0) {
+			/* a file system that cannot say (EINVAL, EOPNOTSUPP): all of it is data, read as before */
+			if (errno != EINVAL && errno != EOPNOTSUPP) return throw_errno(env, errno, "dataRanges", NULL);
+			d = at;
+			h = end;
 		}
 		if (d >= end) break;
-		off_t h = lseek(fd, d, SEEK_HOLE);
-		if (h < 0) return throw_errno(env, errno, "dataRanges", NULL);
 		napi_value a, b;
 		napi_create_double(env, (double)d, &a);
 		napi_create_double(env, (double)(h < end ? h : end), &b);
