@@ -48,9 +48,21 @@ const GLUSTER_FIGURE_CONFIG: Record<Figure, GlusterConfig> = {
   seq_mib_s: 'defaults',
   files_per_s: 'defaults',
 };
+/**
+ * With --gluster-tls, the same figures are also compared with GlusterFS's I/O path encrypted (client.ssl and
+ * server.ssl on), as stayup's stream always is: a second baseline, reported beside the first.
+ */
+const GLUSTER_TLS_FIGURE_CONFIG: Record<Figure, GlusterConfig> = {
+  write_p50_us: 'tls_write_behind_off',
+  fsync_iops: 'tls_defaults',
+  seq_mib_s: 'tls_defaults',
+  files_per_s: 'tls_defaults',
+};
 const CONFIG_TEXT: Record<GlusterConfig, string> = {
   defaults: 'defaults (performance.write-behind on, performance.flush-behind on)',
   write_behind_off: 'performance.write-behind off, performance.flush-behind off',
+  tls_defaults: 'defaults with client.ssl and server.ssl on',
+  tls_write_behind_off: 'performance.write-behind off, performance.flush-behind off, client.ssl and server.ssl on',
 };
 
 /** What --workloads can name: the four figures' workloads and stayup's resync. */
@@ -66,6 +78,7 @@ interface Args {
   async: RfsAsync;
   nbremconn: number;
   glusterPlacement: GlusterPlacement;
+  glusterTls: boolean;
 }
 
 const USAGE = `usage: npm run bench:replication -- [options]
@@ -78,12 +91,14 @@ const USAGE = `usage: npm run bench:replication -- [options]
   --nbremconn N      stayup <rfs nbremconn="N">: TCP connections carrying the replication stream, 1..64 (default 1)
   --gluster-placement P   per-server (default: one glusterd per lab server, both bricks on node1 only if that
                      fails) or one-server (both bricks on node1, as in shared/reference/fuse-perf.md)
+  --gluster-tls      also measure GlusterFS with its I/O path encrypted (client.ssl, server.ssl) and compare
+                     stayup with that too (a second baseline: stayup's stream is always TLS)
 `;
 
 const usage: (msg: string) => never = usageFailure('bench:replication', USAGE);
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { targets: [...TARGETS], workloads: new Set(WORKLOADS), quick: false, keepLab: false, async: 'second', nbremconn: 1, glusterPlacement: 'per-server' };
+  const a: Args = { targets: [...TARGETS], workloads: new Set(WORKLOADS), quick: false, keepLab: false, async: 'second', nbremconn: 1, glusterPlacement: 'per-server', glusterTls: false };
   readOptions(argv, { usage: USAGE, fail: usage }, (o) => {
     switch (o.name) {
       case '--targets': {
@@ -112,6 +127,9 @@ function parseArgs(argv: string[]): Args {
       }
       case '--nbremconn':
         a.nbremconn = o.int(1, 64);
+        break;
+      case '--gluster-tls':
+        a.glusterTls = true;
         break;
       case '--gluster-placement': {
         const v = o.value();
@@ -223,6 +241,8 @@ async function main(): Promise<number> {
   const out: Partial<Record<Target, Json>> = {};
   const res: Partial<Record<Target, WorkloadResults>> = {};
   const glusterRes: Partial<Record<GlusterConfig, WorkloadResults>> = {};
+  /** The compared figures against GlusterFS with TLS (--gluster-tls). */
+  let glusterTlsRes: WorkloadResults | undefined;
   let resync: ResyncResult | undefined;
 
   try {
@@ -284,7 +304,7 @@ async function main(): Promise<number> {
       const placements: GlusterPlacement[] = args.glusterPlacement === 'per-server' ? ['per-server', 'one-server'] : ['one-server'];
       const setupFailures: string[] = [];
       for (const placement of placements) {
-        const g = new GlusterVolume(L, placement, say);
+        const g = new GlusterVolume(L, placement, say, args.glusterTls);
         gluster = g;
         try {
           await g.setup();
@@ -303,8 +323,8 @@ async function main(): Promise<number> {
 
     // ---- the workloads: with each GlusterFS configuration in turn, the figures compared against it taking
     // turns on every target, then its other figures on GlusterFS alone (the JSON reports both configurations).
-    const compared = (config: GlusterConfig): Set<Figure> => new Set([...figures].filter((f) => GLUSTER_FIGURE_CONFIG[f] === config));
-    const phases: GlusterConfig[] = gluster ? ['write_behind_off', 'defaults'] : [];
+    const compared = (config: GlusterConfig): Set<Figure> => new Set([...figures].filter((f) => GLUSTER_FIGURE_CONFIG[f] === config || (args.glusterTls && GLUSTER_TLS_FIGURE_CONFIG[f] === config)));
+    const phases: GlusterConfig[] = gluster ? ['write_behind_off', 'defaults', ...(args.glusterTls ? (['tls_write_behind_off', 'tls_defaults'] as const) : [])] : [];
     const ours = (): TargetWorkloads[] => [turns.local, turns.stayup].filter((t): t is TargetWorkloads => t !== undefined);
     const done = new Set<Figure>();
     for (const config of phases) {
@@ -357,6 +377,10 @@ async function main(): Promise<number> {
         bricks: gluster.bricks,
         configs: Object.fromEntries((Object.keys(glusterRes) as GlusterConfig[]).map((c) => [c, { options_used: configsUsed[c], ...targetJson(glusterRes[c]!) }])),
       };
+      if (args.glusterTls) {
+        const tlsRes = Object.fromEntries(FIGURES.map((f) => [f, glusterRes[GLUSTER_TLS_FIGURE_CONFIG[f]]?.[f]])) as WorkloadResults;
+        if (FIGURES.some((f) => tlsRes[f])) glusterTlsRes = tlsRes;
+      }
     }
 
     // ---- stayup's resync, after the workloads
@@ -382,20 +406,25 @@ async function main(): Promise<number> {
   env.loadavg_end = loadavg();
 
   // ---- summary
-  const ratios: Partial<Record<Figure, number | null>> = {};
-  const goal: Json = {};
-  let allMet: boolean | null = true;
-  for (const f of FIGURES) {
-    const s = res.stayup?.[f]?.median;
-    const g = res.glusterfs?.[f]?.median;
-    ratios[f] = ratio(s, g);
-    const spec = GOAL[f];
-    const met = s === undefined || g === undefined ? null : spec.better === 'lower' ? s <= spec.factor * g : s >= spec.factor * g;
-    goal[f] = { target: `stayup ${spec.better === 'lower' ? '<=' : '>='} ${spec.factor} x glusterfs`, ratio: ratios[f], met };
-    if (met === null) allMet = null;
-    else if (!met && allMet !== null) allMet = false;
-  }
-  goal.all_met = allMet;
+  const against = (base: WorkloadResults | undefined): { ratios: Partial<Record<Figure, number | null>>; goal: Json } => {
+    const ratios: Partial<Record<Figure, number | null>> = {};
+    const goal: Json = {};
+    let allMet: boolean | null = true;
+    for (const f of FIGURES) {
+      const s = res.stayup?.[f]?.median;
+      const g = base?.[f]?.median;
+      ratios[f] = ratio(s, g);
+      const spec = GOAL[f];
+      const met = s === undefined || g === undefined ? null : spec.better === 'lower' ? s <= spec.factor * g : s >= spec.factor * g;
+      goal[f] = { target: `stayup ${spec.better === 'lower' ? '<=' : '>='} ${spec.factor} x glusterfs`, ratio: ratios[f], met };
+      if (met === null) allMet = null;
+      else if (!met && allMet !== null) allMet = false;
+    }
+    goal.all_met = allMet;
+    return { ratios, goal };
+  };
+  const { ratios, goal } = against(res.glusterfs);
+  const tls = glusterTlsRes ? against(glusterTlsRes) : null;
 
   say('\n== results (median of the runs, (min-max) when more than one run)');
   const cols: Array<{ head: string; get: (f: Figure) => FigureResult | undefined; err?: string }> = [
@@ -404,20 +433,28 @@ async function main(): Promise<number> {
     { head: 'glusterfs', get: (f) => res.glusterfs?.[f], err: out.glusterfs?.error as string | undefined },
     { head: 'gluster defaults', get: (f) => glusterRes.defaults?.[f] },
     { head: 'gluster wb off', get: (f) => glusterRes.write_behind_off?.[f] },
+    ...(args.glusterTls ? [{ head: 'gluster tls (compared)', get: (f: Figure) => glusterTlsRes?.[f] }] : []),
   ];
   const shown = cols.filter((c, i) => (i < 3 ? args.targets.includes(TARGETS[i]!) : args.targets.includes('glusterfs')));
-  const rows = [['figure', ...shown.map((c) => c.head), 'stayup/glusterfs']];
-  for (const f of FIGURES) rows.push([f, ...shown.map((c) => (c.err ? 'FAILED' : fmtFigure(c.get(f)))), ratios[f] === null || ratios[f] === undefined ? '-' : String(ratios[f])]);
+  const fmtRatio = (r: number | null | undefined): string => (r === null || r === undefined ? '-' : String(r));
+  const rows = [['figure', ...shown.map((c) => c.head), 'stayup/glusterfs', ...(tls ? ['stayup/gluster tls'] : [])]];
+  for (const f of FIGURES) rows.push([f, ...shown.map((c) => (c.err ? 'FAILED' : fmtFigure(c.get(f)))), fmtRatio(ratios[f]), ...(tls ? [fmtRatio(tls.ratios[f])] : [])]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) say(`  ${r.map((c, i) => c.padEnd(widths[i]!)).join('  ')}`);
   for (const f of FIGURES) say(`  ${f}: ${FIGURE_TEXT[f]}`);
   if (res.glusterfs) say(`  glusterfs column: write_p50_us with ${CONFIG_TEXT.write_behind_off}; fsync_iops, seq_mib_s, files_per_s with ${CONFIG_TEXT.defaults}; placement: ${String(out.glusterfs?.placement)}`);
   for (const c of cols) if (c.err) say(`  ${c.head}: ERROR: ${c.err}`);
   if (resync) say(`  stayup resync: ${resync.resync_mib_s} MiB/s (${resync.resync_changed_bytes} changed bytes / ${resync.resync_s} s), bytes sent ${resync.resync_bytes_sent ?? 'not reported by this stayup version'}`);
-  say(`  goal (stayup vs glusterfs): ${FIGURES.map((f) => {
-    const g = goal[f] as { target: string; ratio: number | null; met: boolean | null };
-    return `${f} ${g.ratio ?? '-'} (${g.target.replace('stayup ', '').replace(' x glusterfs', '')}) ${g.met === null ? 'n/a' : g.met ? 'MET' : 'NOT MET'}`;
-  }).join('; ')}`);
+  const goalLine = (g0: Json): string =>
+    FIGURES.map((f) => {
+      const g = g0[f] as { target: string; ratio: number | null; met: boolean | null };
+      return `${f} ${g.ratio ?? '-'} (${g.target.replace('stayup ', '').replace(' x glusterfs', '')}) ${g.met === null ? 'n/a' : g.met ? 'MET' : 'NOT MET'}`;
+    }).join('; ');
+  say(`  goal (stayup vs glusterfs): ${goalLine(goal)}`);
+  if (tls) {
+    say(`  glusterfs tls column: write_p50_us with ${CONFIG_TEXT.tls_write_behind_off}; the others with ${CONFIG_TEXT.tls_defaults}`);
+    say(`  the same goal against GlusterFS with TLS (stayup's stream is always encrypted): ${goalLine(tls.goal)}`);
+  }
 
   const result = {
     bench: 'replication',
@@ -426,6 +463,7 @@ async function main(): Promise<number> {
     glusterfs: args.targets.includes('glusterfs') ? (out.glusterfs ?? { error: 'not run (the lab did not come up)' }) : null,
     ratios_stayup_over_glusterfs: ratios,
     goal,
+    ...(tls ? { glusterfs_tls: { ...medians(glusterTlsRes!), options: Object.fromEntries(FIGURES.map((f) => [f, CONFIG_TEXT[GLUSTER_TLS_FIGURE_CONFIG[f]]])) }, ratios_stayup_over_glusterfs_tls: tls.ratios, goal_tls: tls.goal } : {}),
     params: { ...sizes, quick: args.quick, workloads: [...args.workloads], resync: resyncSizes, rfs_async: args.async, rfs_nbremconn: args.nbremconn },
     env,
     duration_s: Math.round((Date.now() - t0) / 1000),

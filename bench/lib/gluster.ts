@@ -24,27 +24,39 @@ const PRIVATE_DIRS = [
   { path: '/var/log/glusterfs', dir: 'log' },
 ] as const;
 
-/** Volume options of the two configurations measured (the rest stays at the package's defaults). */
+/** TLS on GlusterFS's I/O path (client to bricks), as stayup's replication stream always is (`--gluster-tls`). */
+const TLS_ON = { 'client.ssl': 'on', 'server.ssl': 'on' } as const;
+
+/** Volume options of the configurations measured (the rest stays at the package's defaults). */
 export const GLUSTER_CONFIGS = {
   /** As installed: write-behind and flush-behind on (a write() may return before the bricks have it). */
   defaults: {},
   /** write() returns once both bricks answered, the per-write figure comparable to synchronous replication. */
   write_behind_off: { 'performance.write-behind': 'off', 'performance.flush-behind': 'off' },
+  /** The same two with the I/O path encrypted (self-signed certificates made by the bench). */
+  tls_defaults: { ...TLS_ON },
+  tls_write_behind_off: { 'performance.write-behind': 'off', 'performance.flush-behind': 'off', ...TLS_ON },
 } as const satisfies Record<string, Record<string, string>>;
 export type GlusterConfig = keyof typeof GLUSTER_CONFIGS;
+/** The options set or reset by configure(). */
+const CONFIGURED_OPTIONS = ['performance.write-behind', 'performance.flush-behind', 'client.ssl', 'server.ssl'];
 /** The options reported for each configuration (their values are read back with `volume get`). */
-export const REPORTED_OPTIONS = ['performance.write-behind', 'performance.flush-behind', 'performance.client-io-threads', 'performance.io-cache', 'performance.quick-read'];
+export const REPORTED_OPTIONS = ['performance.write-behind', 'performance.flush-behind', 'performance.client-io-threads', 'performance.io-cache', 'performance.quick-read', 'client.ssl', 'server.ssl'];
 
 export class GlusterVolume {
   private readonly glusterd = new Map<string, SpawnedProcess>();
   private readonly bound: Array<{ node: string; path: string }> = [];
   private created = false;
   private mounted = false;
+  /** The bricks run with server.ssl on. */
+  private tlsOn = false;
 
   constructor(
     private readonly lab: Lab,
     readonly placement: GlusterPlacement,
     private readonly log: (line: string) => void,
+    /** Make certificates, so that the tls_* configurations can run. */
+    private readonly tls = false,
   ) {}
 
   /** Servers that run a glusterd. */
@@ -98,6 +110,7 @@ export class GlusterVolume {
         this.bound.push({ node, path: d.path });
       }
       await this.must(node, ['mkdir', '-p', BRICK_ROOT]);
+      if (this.tls) await this.installCertificates(node, base);
       const p = await this.lab.spawn(node, ['glusterd', '-N', '-p', '/run/glusterd.pid', '--log-level=WARNING'], { logFile: join(this.lab.stateDir, 'logs', `${node}-glusterd.log`) });
       this.glusterd.set(node, p);
     }
@@ -117,9 +130,33 @@ export class GlusterVolume {
     });
     this.created = true;
     await this.gluster(first, ['volume', 'start', VOLUME]);
-    const status = await this.gluster(first, ['volume', 'status', VOLUME]);
-    const online = status.split('\n').filter((l) => /^Brick /.test(l) && /\sY\s+\d+\s*$/.test(l)).length;
-    if (online !== 2) throw new Error(`gluster volume ${VOLUME}: ${online}/2 bricks online:\n${status}`);
+    if (!(await this.bricksOnline(first))) throw new Error(`gluster volume ${VOLUME}: not both bricks online:\n${await this.gluster(first, ['volume', 'status', VOLUME])}`);
+  }
+
+  private async bricksOnline(node: string): Promise<boolean> {
+    const status = await this.gluster(node, ['volume', 'status', VOLUME]);
+    return status.split('\n').filter((l) => /^Brick /.test(l) && /\sY\s+\d+\s*$/.test(l)).length === 2;
+  }
+
+  /**
+   * GlusterFS reads its TLS files from OpenSSL's directory (glusterfs.pem, .key, .ca; Debian: /usr/lib/ssl). A
+   * private copy of that directory with one self-signed certificate (its own CA: every server and the client
+   * trust it) is bind-mounted over it in the server's mount namespace: the host's stays untouched.
+   */
+  private async installCertificates(node: string, base: string): Promise<void> {
+    const dir = /OPENSSLDIR: "([^"]+)"/.exec(await this.must(node, ['openssl', 'version', '-d']))?.[1];
+    if (!dir) throw new Error('openssl version -d names no OPENSSLDIR');
+    const certs = join(this.lab.stateDir, 'gluster', 'tls');
+    if (!existsSync(join(certs, 'glusterfs.pem'))) {
+      mkdirSync(certs, { recursive: true });
+      await this.must(node, ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=stayup-bench', '-keyout', join(certs, 'glusterfs.key'), '-out', join(certs, 'glusterfs.pem')]);
+      cpSync(join(certs, 'glusterfs.pem'), join(certs, 'glusterfs.ca'));
+    }
+    const own = join(base, 'ssl');
+    cpSync(dir, own, { recursive: true, verbatimSymlinks: true });
+    for (const f of ['glusterfs.pem', 'glusterfs.key', 'glusterfs.ca']) cpSync(join(certs, f), join(own, f));
+    await this.must(node, ['mount', '--bind', own, dir]);
+    this.bound.push({ node, path: dir });
   }
 
   private async waitGlusterd(node: string): Promise<void> {
@@ -149,9 +186,20 @@ export class GlusterVolume {
     const first = this.servers[0]!;
     await this.umount();
     const wanted: Record<string, string> = GLUSTER_CONFIGS[config];
-    for (const opt of ['performance.write-behind', 'performance.flush-behind']) {
+    const tls = wanted['server.ssl'] === 'on';
+    if (tls && !this.tls) throw new Error(`configuration ${config} needs the certificates (GlusterVolume made without tls)`);
+    // The bricks read server.ssl when they start: the volume is restarted when it changes.
+    const restart = tls !== this.tlsOn;
+    if (restart) await this.gluster(first, ['volume', 'stop', VOLUME, 'force']);
+    for (const opt of CONFIGURED_OPTIONS) {
       if (wanted[opt] !== undefined) await this.gluster(first, ['volume', 'set', VOLUME, opt, wanted[opt]]);
       else await this.gluster(first, ['volume', 'reset', VOLUME, opt]);
+    }
+    if (tls) await this.gluster(first, ['volume', 'set', VOLUME, 'auth.ssl-allow', '*']);
+    if (restart) {
+      await this.gluster(first, ['volume', 'start', VOLUME]);
+      this.tlsOn = tls;
+      await this.until('both bricks online', 30_000, async () => this.bricksOnline(first));
     }
     const used: Record<string, string> = {};
     for (const opt of REPORTED_OPTIONS) {
