@@ -37,3 +37,40 @@ test('syncEnd makes every file of the reintegration durable, not only the descri
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a punched hole on a file system that cannot punch (EOPNOTSUPP) becomes zeros; any other fallocate error stays an error', { skip }, () => {
+  const native = loadRfsNative();
+  const dir = mkdtempSync(join(tmpdir(), 'stayup-applier-'));
+  const rootFd = native.openRoot(dir);
+  const refusal = (code: string) => (): never => {
+    throw Object.assign(new Error(`${code}: fallocate`), { code });
+  };
+  try {
+    const out = { send: (): void => {}, synced: (): void => {}, mark: (): void => {} };
+    const mtimeNs = 1_700_000_000_000_000_000n;
+    const setUp = (fallocate: () => never): FrameApplier => {
+      const applier = new FrameApplier({ fs: { ...native.fs, fallocate }, roots: [{ rootFd }], async: 'second', syncRoot: () => {} });
+      applier.apply({ type: 'fileMeta', path: '0/f', mode: 0o644, uid: 0, gid: 0, size: 3n << 20n, mtimeNs }, out);
+      applier.apply({ type: 'write', path: '0/f', offset: 0n, mtimeNs, sync: 0, data: Buffer.alloc(3 << 20, 0x61) }, out);
+      return applier;
+    };
+    const punch: Frame = { type: 'fallocate', path: '0/f', mode: 0x03, offset: 1n << 20n, length: 4n << 20n, mtimeNs };
+    const a = setUp(refusal('EOPNOTSUPP'));
+    a.apply(punch, out);
+    a.closeFds();
+    const data = readFileSync(join(dir, 'f'));
+    assert.equal(data.length, 3 << 20, 'the size stays (KEEP_SIZE): zeros only up to the end of the file');
+    assert.ok(data.subarray(0, 1 << 20).every((b) => b === 0x61));
+    assert.ok(data.subarray(1 << 20).every((b) => b === 0));
+    const b = setUp(refusal('EIO'));
+    assert.throws(() => b.apply(punch, out), { code: 'EIO' });
+    assert.throws(() => b.apply({ ...punch, mode: 0 }, { ...out }), { code: 'EIO' }, 'a plain allocation is not replaced by zeros');
+    b.closeFds();
+    const c = setUp(refusal('EOPNOTSUPP'));
+    assert.throws(() => c.apply({ ...punch, mode: 0 }, out), { code: 'EOPNOTSUPP' }, 'only a punch falls back to zeros');
+    c.closeFds();
+  } finally {
+    closeSync(rootFd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -290,5 +290,27 @@ describe('peer-side helpers', { skip }, () => {
     assert.throws(() => (p.pwrite as (...a: unknown[]) => number)(root, 'not a buffer', 0), TypeError);
     assert.throws(() => (p.lstatAt as (...a: unknown[]) => unknown)(-1, 'f'), TypeError);
     assert.throws(() => p.lstatAt(root, 'a\0b'), TypeError);
+    const usage = { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: 'dataRanges(fd, offset, length)' };
+    assert.throws(() => p.dataRanges(-1, 0, 1), usage);
+    assert.throws(() => p.dataRanges(root, -1, 1), usage);
+    assert.throws(() => p.dataRanges(root, 0, -1), usage);
+    assert.throws(() => p.dataRanges(root, 2 ** 62, 2 ** 62), usage);
+    assert.throws(() => (p.dataRanges as (...a: unknown[]) => unknown)(root, '0', 1), usage);
+  });
+
+  it('dataRanges: where a sparse file holds data; past the end none; a closed descriptor is EBADF', () => {
+    const fd = p.openAt(root, 'sparse', C.O_CREAT | C.O_RDWR, 0o644);
+    try {
+      p.pwrite(fd, Buffer.from('x'), 0); // data at the start and 64 MiB on, a hole between
+      p.pwrite(fd, Buffer.alloc(4096, 1), 64 << 20);
+      const flat = p.dataRanges(fd, 0, 128 << 20);
+      assert.equal(flat[0], 128 << 20, 'the whole span was scanned');
+      assert.deepEqual(flat.slice(1), [0, 4096, 64 << 20, (64 << 20) + 4096]);
+      assert.deepEqual(p.dataRanges(fd, 4096, 1 << 20), [4096 + (1 << 20)], 'a hole: no pair');
+      assert.deepEqual(p.dataRanges(fd, 1 << 30, 4096), [(1 << 30) + 4096], 'past the end: no data');
+    } finally {
+      closeSync(fd);
+    }
+    throwsErrno(() => p.dataRanges(fd, 0, 1), 'EBADF', 'dataRanges');
   });
 });
