@@ -9,12 +9,34 @@ import { closeSync, constants as C, readSync, fstatSync, ftruncateSync, fdatasyn
 import { errCode, type PeerFs, type StatNs } from './peer-fs.ts';
 import { packEntries, unpackXattrs, type EntryType, type Frame } from './protocol.ts';
 import { replPathProblem, splitReplPath } from './paths.ts';
-import { blockSumAt, DataMap, PUNCH_HOLE_MODE } from './sparse.ts';
+import { DataMap, PUNCH_HOLE_MODE } from './sparse.ts';
 
 /** Block checksums: the first 16 bytes of SHA-256 (SHA-NI makes it ~1.4 GiB/s here). */
 export const SUM_BYTES = 16;
 export function blockSum(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest().subarray(0, SUM_BYTES);
+}
+
+const zeroSums = new Map<number, Buffer>();
+
+/** The checksum of `length` zero bytes: a block wholly inside a hole (sparse.ts). */
+export function zeroSum(length: number): Buffer {
+  let sum = zeroSums.get(length);
+  if (!sum) {
+    sum = blockSum(Buffer.alloc(length));
+    zeroSums.set(length, sum);
+  }
+  return sum;
+}
+
+/**
+ * The checksum of the block [at, at + length) of a file of `size` bytes (shorter at its end, of nothing past
+ * it): read and hashed, or the sum of zeros where `map` says it is a hole.
+ */
+export function blockSumAt(fd: number, buf: Buffer, at: number, length: number, size: number, map: DataMap): Buffer {
+  const n = Math.min(length, size - at);
+  if (n > 0 && map.isHole(at, n)) return zeroSum(n);
+  return blockSum(buf.subarray(0, n > 0 ? readFully(fd, buf, n, at) : 0));
 }
 
 /** Descriptors kept open for writes: most applications write few files at a time. */
@@ -351,8 +373,7 @@ export class FrameApplier {
       const map = DataMap.of(fs, fd, offset, end);
       for (let b = 0; b < blocks; b++) {
         const at = offset + b * blockSize;
-        const sum = blockSumAt(fd, buf, at, Math.min(blockSize, end - at), end, map) ?? blockSum(Buffer.alloc(0));
-        sum.copy(out, b * SUM_BYTES);
+        blockSumAt(fd, buf, at, Math.min(blockSize, end - at), end, map).copy(out, b * SUM_BYTES);
       }
       return sumFrame(id, 1, typeCode, st.size, out);
     } finally {

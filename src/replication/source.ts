@@ -24,8 +24,9 @@ import { packXattrs, unpackEntries, type Frame, type FrameOf } from './protocol.
 import { errCode, type PeerFs } from './peer-fs.ts';
 import { parentOf, replPath, splitReplPath, type ReplicationFilter } from './paths.ts';
 import { readFully, SUM_BYTES, blockSum } from './target.ts';
+import { zeroSum } from './frame-applier.ts';
 import type { LiveOp } from './live-op.ts';
-import { DataMap, PUNCH_HOLE_MODE, zeroSum, type DataRangesFs } from './sparse.ts';
+import { DataMap, PUNCH_HOLE_MODE, type DataRangesFs } from './sparse.ts';
 
 export interface SourceDir {
   /** `/proc/self/fd/<rootFd>`: the real data under the mount. */
@@ -827,8 +828,8 @@ export class ReplicationSource {
       punchStart = -1;
       punchLen = 0;
     };
-    const flush = async (): Promise<void> => {
-      flushPunch();
+    // The run of differing data read so far (a punch run stays open across it: the two never overlap).
+    const flushRun = async (): Promise<void> => {
       if (runLen === 0) return;
       const at = runStart;
       let len = runLen;
@@ -848,6 +849,10 @@ export class ReplicationSource {
       if (this.resyncing) this.resyncing.bytes += len;
       if (this.congested) await this.drain(link);
     };
+    const flush = async (): Promise<void> => {
+      flushPunch();
+      await flushRun();
+    };
     for (const [r, [start, end]] of win.entries()) {
       // The peer's checksums of this range: one per block that starts before its file's end.
       const sums = peer?.sums[r];
@@ -865,7 +870,7 @@ export class ReplicationSource {
         const holeLen = Math.min(want, size - at);
         if (holeLen > 0 && map.isHole(at, holeLen)) {
           job.cursor = at + blockBytes;
-          await flush(); // takes the map again if it waited: this block's fate is settled, the cursor past it
+          await flushRun(); // takes the map again if it waited: this block's fate is settled, the cursor past it
           if (peer !== null && !(theirs && theirs.equals(zeroSum(holeLen)))) {
             if (punchLen > 0 && punchStart + punchLen !== at) flushPunch();
             if (punchLen === 0) punchStart = at;

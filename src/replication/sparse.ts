@@ -2,13 +2,13 @@
 // A disk image or a database file of several TB with little data in it is compared and copied in the time
 // of its data, and stays sparse on the secondary (a hole is sent as a punch, never as zeros).
 //
-// A hole reads as zeros, so a block wholly inside one has the checksum of zeros without being read. A map
+// A hole reads as zeros, so a block wholly inside one has the checksum of zeros without being read
+// (frame-applier.ts, blockSumAt). A map
 // is a snapshot: a caller that waits (an await) between taking it and using it must take it again (see
 // ReplicationSource.sendDiffering: an application write into a hole after the map was taken is sent live
 // only if the comparison's cursor has passed it).
 
 import type { PeerFs } from './peer-fs.ts';
-import { blockSum, readFully } from './frame-applier.ts';
 
 export type DataRangesFs = Pick<PeerFs, 'dataRanges'>;
 
@@ -86,28 +86,4 @@ export class DataMap {
     }
     return lo;
   }
-}
-
-const zeroSums = new Map<number, Buffer>();
-
-/** The checksum of `length` zero bytes: a block wholly inside a hole. */
-export function zeroSum(length: number): Buffer {
-  let s = zeroSums.get(length);
-  if (!s) {
-    s = blockSum(Buffer.alloc(length));
-    zeroSums.set(length, s);
-  }
-  return s;
-}
-
-/**
- * The checksum of the block [at, at + length) of a file (shorter at its end): read and hashed, or the sum of
- * zeros where `map` says it is a hole. Returns null at or past the end of the file.
- */
-export function blockSumAt(fd: number, buf: Buffer, at: number, length: number, size: number, map: DataMap): Buffer | null {
-  const n = Math.min(length, size - at);
-  if (n <= 0) return null;
-  if (map.isHole(at, n)) return zeroSum(n);
-  const got = readFully(fd, buf, n, at);
-  return got === 0 ? null : blockSum(buf.subarray(0, got));
 }

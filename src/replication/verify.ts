@@ -27,8 +27,9 @@ import type { FrameLink } from './link.ts';
 import { ENTRY_TYPES, packXattrs, unpackEntries, unpackXattrs, type EntryType, type Frame, type FrameOf } from './protocol.ts';
 import { replPath, replPathProblem, splitReplPath, type ReplicationFilter } from './paths.ts';
 import { errCode, type PeerFs } from './peer-fs.ts';
-import { blockSum, ReplicationTarget, SUM_BYTES, type TargetRoot } from './target.ts';
-import { blockSumAt, DataMap, type DataRangesFs } from './sparse.ts';
+import { ReplicationTarget, SUM_BYTES, type TargetRoot } from './target.ts';
+import { blockSumAt } from './frame-applier.ts';
+import { DataMap, type DataRangesFs } from './sparse.ts';
 
 /** The reintegration's block (checksums and resync writes): the comparison uses the same. */
 export const COMPARE_BLOCK_BYTES = 1024 * 1024;
@@ -406,17 +407,16 @@ export class LocalReplica implements ReplicaSide {
       const out = Buffer.allocUnsafe(blocks * SUM_BYTES);
       const buf = Buffer.allocUnsafe(Math.min(COMPARE_BLOCK_BYTES, Math.max(size, 1)));
       // Blocks wholly inside holes are not read (sparse.ts); the map is taken per window of the file.
-      let map = DataMap.of(undefined, fd, 0, 0);
+      let map: DataMap | null = null;
       let mapEnd = 0;
       let work = 0;
       for (let b = 0; b < blocks; b++) {
         const at = b * COMPARE_BLOCK_BYTES;
-        if (at >= mapEnd) {
+        if (!map || at >= mapEnd) {
           mapEnd = Math.min(size, at + COMPARE_WINDOW_BYTES);
           map = DataMap.of(this.dataFs, fd, at, mapEnd);
         }
-        const sum = blockSumAt(fd, buf, at, COMPARE_BLOCK_BYTES, size, map) ?? blockSum(Buffer.alloc(0));
-        sum.copy(out, b * SUM_BYTES);
+        blockSumAt(fd, buf, at, COMPARE_BLOCK_BYTES, size, map).copy(out, b * SUM_BYTES);
         // A big file must not hold the daemon's thread (heartbeats, the mount) for long at a time: a pause
         // every 8 blocks read (or 1024 skipped).
         work += map.isHole(at, Math.min(COMPARE_BLOCK_BYTES, size - at)) ? 1 / 128 : 1;
